@@ -1,0 +1,175 @@
+//! Tern c2s: the client-to-server listener (RFC 6120).
+//!
+//! Layout: [`serve`] accepts connections on a STARTTLS port (5222) or a direct-TLS port
+//! (XEP-0368, 5223) and runs one task per connection. `negotiate` walks the stream through
+//! header, STARTTLS, SASL (`auth`) and resource binding (`bind`), one restart at a time;
+//! `session` then runs the bound session loop: stanzas from the client are checked, stamped
+//! and handed to the router, and the session's queue is coalesced into one write per wakeup.
+//! `transport` is the plain-or-TLS byte stream and `conn` the XML stream over it.
+//! SASL and resource binding are separate steps so that SASL2 (XEP-0388), Bind2 (XEP-0386)
+//! and FAST (XEP-0484) can be added beside them.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rand::distributions::Alphanumeric;
+use rand::Rng;
+use tokio::net::TcpListener;
+use tokio::sync::{watch, Semaphore};
+use tracing::{info, warn, Instrument};
+
+use tern_router::Router;
+use tern_stream::Limits;
+
+mod auth;
+mod bind;
+mod conn;
+mod negotiate;
+mod session;
+mod transport;
+
+/// What to do when a client binds a resource that is already bound (RFC 6120 §7.7.2.2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ConflictPolicy {
+    /// End the older session with a `<conflict/>` stream error and bind the new one.
+    #[default]
+    KickOld,
+    /// Refuse the new binding with a `<conflict/>` stanza error.
+    Reject,
+    /// Bind the new session under a server-generated resource instead.
+    Rename,
+}
+
+/// Settings of the client listener; every limit has a default here and a key in the config file.
+#[derive(Debug, Clone)]
+pub struct C2sConfig {
+    /// Parser limits (stanza size, depth, attributes).
+    pub limits: Limits,
+    /// Refuse to authenticate or bind before TLS (RFC 6120 §5.3.1: mandatory-to-negotiate).
+    pub require_encryption: bool,
+    /// Longest silence allowed before authentication, per read.
+    pub preauth_timeout: Duration,
+    /// Longest silence allowed from an authenticated client.
+    pub idle_timeout: Duration,
+    /// Interval of whitespace keepalives sent to a silent client (RFC 6120 §4.6.1).
+    pub keepalive_interval: Duration,
+    /// Longest time a TLS handshake may take.
+    pub tls_handshake_timeout: Duration,
+    /// Outbound queue length per session; a client that falls this far behind is disconnected.
+    pub queue_size: usize,
+    /// Resource conflict policy.
+    pub resource_conflict: ConflictPolicy,
+    /// Simultaneous client connections accepted across all c2s listeners.
+    pub max_connections: usize,
+    /// Failed SASL attempts allowed on one stream before it is closed.
+    pub max_auth_failures: u32,
+}
+
+impl Default for C2sConfig {
+    fn default() -> Self {
+        C2sConfig {
+            limits: Limits::default(),
+            require_encryption: true,
+            preauth_timeout: Duration::from_secs(60),
+            idle_timeout: Duration::from_secs(900),
+            keepalive_interval: Duration::from_secs(60),
+            tls_handshake_timeout: Duration::from_secs(15),
+            queue_size: 512,
+            resource_conflict: ConflictPolicy::KickOld,
+            max_connections: 10_000,
+            max_auth_failures: 3,
+        }
+    }
+}
+
+/// Computes the tls-server-end-point channel binding (RFC 5929) for the certificate chosen
+/// for an SNI name.
+pub type EndPointHash = dyn Fn(Option<&str>) -> Option<Vec<u8>> + Send + Sync;
+
+/// TLS material of the listener.
+#[derive(Clone)]
+pub struct TlsSettings {
+    /// rustls configuration, with a certificate resolver that picks the host's certificate by SNI.
+    pub config: Arc<rustls::ServerConfig>,
+    /// tls-server-end-point data for TLS 1.2 connections.
+    pub end_point_hash: Arc<EndPointHash>,
+}
+
+/// Which kind of port a listener is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ListenerKind {
+    /// Plain TCP with STARTTLS (RFC 6120 §5), usually 5222.
+    StartTls,
+    /// TLS from the first byte (XEP-0368), usually 5223.
+    DirectTls,
+}
+
+/// Everything a connection task needs, shared by all listeners.
+pub struct C2s {
+    /// The stanza router.
+    pub router: Arc<Router>,
+    /// Listener settings.
+    pub config: C2sConfig,
+    /// TLS material; `None` only in tests that run without encryption.
+    pub tls: Option<TlsSettings>,
+    shutdown: watch::Receiver<bool>,
+    connections: Arc<Semaphore>,
+}
+
+impl C2s {
+    /// Creates the shared listener state; flipping `shutdown` to true ends every session with
+    /// `<system-shutdown/>`.
+    pub fn new(router: Arc<Router>, config: C2sConfig, tls: Option<TlsSettings>, shutdown: watch::Receiver<bool>) -> Arc<Self> {
+        let connections = Arc::new(Semaphore::new(config.max_connections));
+        Arc::new(C2s { router, config, tls, shutdown, connections })
+    }
+
+    /// Accepts connections until shutdown; each runs in its own task.
+    pub async fn serve(self: Arc<Self>, listener: TcpListener, kind: ListenerKind) {
+        let mut shutdown = self.shutdown.clone();
+        let local = listener.local_addr().ok();
+        info!(addr = ?local, ?kind, "c2s listener ready");
+        loop {
+            // Waiting for a permit before accept() makes the kernel backlog absorb bursts
+            // instead of accepting connections we would have to drop.
+            let permit = tokio::select! {
+                p = self.connections.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return },
+                _ = shutdown.changed() => return,
+            };
+            let (tcp, peer) = tokio::select! {
+                r = listener.accept() => match r {
+                    Ok(x) => x,
+                    Err(e) => {
+                        warn!("accept failed: {e}");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        continue;
+                    }
+                },
+                _ = shutdown.changed() => return,
+            };
+            let _ = tcp.set_nodelay(true);
+            let this = self.clone();
+            let span = tracing::info_span!("c2s", %peer, stream = tracing::field::Empty, jid = tracing::field::Empty);
+            tokio::spawn(
+                async move {
+                    negotiate::run(this, tcp, peer, kind).await;
+                    drop(permit);
+                }
+                .instrument(span),
+            );
+        }
+    }
+
+    pub(crate) fn shutdown_signal(&self) -> watch::Receiver<bool> {
+        self.shutdown.clone()
+    }
+}
+
+/// A random alphanumeric id (stream ids, generated resources).
+pub(crate) fn random_id(len: usize) -> String {
+    rand::thread_rng().sample_iter(&Alphanumeric).take(len).map(char::from).collect()
+}
+
+/// The peer address type used in logs and pre-auth policies.
+pub type Peer = SocketAddr;

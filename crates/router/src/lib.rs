@@ -1,0 +1,20 @@
+//! Tern router: the stanza model, the module and hook interface, the session registry and
+//! routing.
+//!
+//! Layout: [`stanza`] holds thin views over elements and stanza errors (RFC 6120 §8);
+//! [`module`] the [`Module`] trait and the hook bus every feature plugs into; [`registry`] the
+//! session registry behind a trait a cluster can replace; [`router`] classification of the
+//! addressee and the default delivery rules of RFC 6120 §10 and RFC 6121 §8.5; [`xml`] small
+//! element helpers.
+
+pub mod module;
+pub mod registry;
+pub mod router;
+pub mod stanza;
+pub mod xml;
+
+pub use jid::{BareJid, FullJid, Jid};
+pub use module::{Ctx, Event, Flow, Hooks, Module, Origin, PreAuth, SessionEvent, Target};
+pub use registry::{LocalRegistry, Outbound, PresenceState, SessionHandle, SessionRegistry};
+pub use router::{RemoteRoute, Router, RouterBuilder};
+pub use stanza::{Condition, ErrorType, Kind, Stanza, StanzaError, NS_STANZAS};

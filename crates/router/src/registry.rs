@@ -1,0 +1,228 @@
+//! The session registry: who is connected, under which full JID, and how to reach them.
+//!
+//! Sessions never call each other (DESIGN.md §3); each owns a bounded queue and is reached
+//! only through this registry. The [`SessionRegistry`] trait is what a cluster replaces: the
+//! single-node [`LocalRegistry`] keeps everything in one in-memory map.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+
+use jid::{BareJid, FullJid, Jid};
+use minidom::Element;
+use tokio::sync::mpsc;
+
+use tern_stream::StreamError;
+
+/// What a session's task receives from the rest of the server.
+#[derive(Debug)]
+pub enum Outbound {
+    /// A stanza to write to the client.
+    Stanza(Element),
+    /// Close the stream with this error (e.g. `<conflict/>` when a newer session took the resource).
+    Close(StreamError),
+}
+
+/// Presence-related state of a session, kept by the presence and roster modules.
+#[derive(Debug, Default, Clone)]
+pub struct PresenceState {
+    /// The last available presence broadcast by the session (None: unavailable / none sent yet).
+    pub presence: Option<Element>,
+    /// Priority from that presence (RFC 6121 §4.7.2.3); meaningful only when available.
+    pub priority: i8,
+    /// The session requested the roster, so it is an "interested resource" (RFC 6121 §2.1.6).
+    pub roster_requested: bool,
+    /// Entities the session sent directed presence to (RFC 6121 §4.6), to notify on unavailable.
+    pub directed: HashSet<Jid>,
+}
+
+impl PresenceState {
+    /// An available resource: it sent initial presence and has not gone unavailable.
+    pub fn available(&self) -> bool {
+        self.presence.is_some()
+    }
+}
+
+/// Shared, cheap-to-clone handle to one bound session.
+#[derive(Debug, Clone)]
+pub struct SessionHandle(Arc<SessionInner>);
+
+#[derive(Debug)]
+struct SessionInner {
+    id: u64,
+    jid: FullJid,
+    tx: mpsc::Sender<Outbound>,
+    state: Mutex<PresenceState>,
+}
+
+/// Why a delivery to a session failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SendError {
+    /// The session has ended.
+    Gone,
+    /// Its queue is full: the client is not reading fast enough.
+    Full,
+}
+
+static NEXT_SESSION_ID: AtomicU64 = AtomicU64::new(1);
+
+impl SessionHandle {
+    /// A handle for a newly bound session, with a process-unique id.
+    pub fn new(jid: FullJid, tx: mpsc::Sender<Outbound>) -> Self {
+        let id = NEXT_SESSION_ID.fetch_add(1, Ordering::Relaxed);
+        SessionHandle(Arc::new(SessionInner { id, jid, tx, state: Mutex::new(PresenceState::default()) }))
+    }
+
+    /// Process-unique session id.
+    pub fn id(&self) -> u64 {
+        self.0.id
+    }
+
+    /// The bound full JID.
+    pub fn jid(&self) -> &FullJid {
+        &self.0.jid
+    }
+
+    /// Queues a stanza for the client without waiting.
+    pub fn send(&self, el: Element) -> Result<(), SendError> {
+        self.send_raw(Outbound::Stanza(el))
+    }
+
+    /// Queues any outbound item without waiting.
+    pub fn send_raw(&self, item: Outbound) -> Result<(), SendError> {
+        self.0.tx.try_send(item).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(_) => SendError::Full,
+            mpsc::error::TrySendError::Closed(_) => SendError::Gone,
+        })
+    }
+
+    /// A snapshot of the presence state.
+    pub fn presence(&self) -> PresenceState {
+        self.lock().clone()
+    }
+
+    /// Changes the presence state; the closure runs under a short, never-awaited lock.
+    pub fn update_presence<R>(&self, f: impl FnOnce(&mut PresenceState) -> R) -> R {
+        f(&mut self.lock())
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, PresenceState> {
+        // A panic while holding this lock cannot leave the state half-written in a way that
+        // matters more than losing the session, so recover the data instead of propagating.
+        self.0.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// The registry interface a cluster-wide implementation replaces.
+pub trait SessionRegistry: Send + Sync + 'static {
+    /// Adds a session unless its full JID is taken; returns the existing session if it is.
+    fn try_insert(&self, session: SessionHandle) -> Result<(), SessionHandle>;
+    /// Adds a session, replacing any holder of the full JID, which is returned.
+    fn replace(&self, session: SessionHandle) -> Option<SessionHandle>;
+    /// Removes the session if it is still the one registered under its JID.
+    fn remove(&self, session: &SessionHandle) -> bool;
+    /// The session bound to a full JID.
+    fn get(&self, jid: &FullJid) -> Option<SessionHandle>;
+    /// All sessions of an account.
+    fn resources(&self, bare: &BareJid) -> Vec<SessionHandle>;
+    /// Number of bound sessions.
+    fn count(&self) -> usize;
+}
+
+/// Single-node registry: a map from bare JID to that account's sessions.
+#[derive(Default)]
+pub struct LocalRegistry {
+    map: RwLock<HashMap<BareJid, Vec<SessionHandle>>>,
+}
+
+impl LocalRegistry {
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<BareJid, Vec<SessionHandle>>> {
+        self.map.write().unwrap_or_else(|p| p.into_inner())
+    }
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<BareJid, Vec<SessionHandle>>> {
+        self.map.read().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl SessionRegistry for LocalRegistry {
+    fn try_insert(&self, session: SessionHandle) -> Result<(), SessionHandle> {
+        let mut map = self.write();
+        let list = map.entry(session.jid().to_bare()).or_default();
+        if let Some(existing) = list.iter().find(|s| s.jid() == session.jid()) {
+            return Err(existing.clone());
+        }
+        list.push(session);
+        Ok(())
+    }
+
+    fn replace(&self, session: SessionHandle) -> Option<SessionHandle> {
+        let mut map = self.write();
+        let list = map.entry(session.jid().to_bare()).or_default();
+        let old = list.iter().position(|s| s.jid() == session.jid()).map(|i| list.remove(i));
+        list.push(session);
+        old
+    }
+
+    fn remove(&self, session: &SessionHandle) -> bool {
+        let mut map = self.write();
+        let bare = session.jid().to_bare();
+        let Some(list) = map.get_mut(&bare) else { return false };
+        let before = list.len();
+        list.retain(|s| s.id() != session.id());
+        let removed = list.len() != before;
+        if list.is_empty() {
+            map.remove(&bare);
+        }
+        removed
+    }
+
+    fn get(&self, jid: &FullJid) -> Option<SessionHandle> {
+        self.read().get(&jid.to_bare())?.iter().find(|s| s.jid() == jid).cloned()
+    }
+
+    fn resources(&self, bare: &BareJid) -> Vec<SessionHandle> {
+        self.read().get(bare).cloned().unwrap_or_default()
+    }
+
+    fn count(&self) -> usize {
+        self.read().values().map(Vec::len).sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn handle(j: &str) -> (SessionHandle, mpsc::Receiver<Outbound>) {
+        let (tx, rx) = mpsc::channel(4);
+        (SessionHandle::new(FullJid::new(j).unwrap(), tx), rx)
+    }
+
+    #[test]
+    fn insert_conflict_replace_remove() {
+        let reg = LocalRegistry::default();
+        let (a, _ra) = handle("u@h/r");
+        let (b, _rb) = handle("u@h/r");
+        let (c, _rc) = handle("u@h/other");
+        assert!(reg.try_insert(a.clone()).is_ok());
+        assert_eq!(reg.try_insert(b.clone()).unwrap_err().id(), a.id());
+        assert!(reg.try_insert(c).is_ok());
+        assert_eq!(reg.count(), 2);
+        assert_eq!(reg.replace(b.clone()).unwrap().id(), a.id());
+        // The replaced session's late removal must not evict its successor.
+        assert!(!reg.remove(&a));
+        assert_eq!(reg.get(&FullJid::new("u@h/r").unwrap()).unwrap().id(), b.id());
+        assert_eq!(reg.resources(&BareJid::new("u@h").unwrap()).len(), 2);
+        assert!(reg.remove(&b));
+        assert_eq!(reg.count(), 1);
+    }
+
+    #[test]
+    fn full_queue_is_reported() {
+        let (a, _rx) = handle("u@h/r");
+        for _ in 0..4 {
+            a.send(Element::bare("message", "jabber:client")).unwrap();
+        }
+        assert_eq!(a.send(Element::bare("message", "jabber:client")), Err(SendError::Full));
+    }
+}

@@ -1,0 +1,379 @@
+//! Routing: classify a stanza's addressee, fire the event for it, and apply the RFC's
+//! default delivery rules when no module handled it (RFC 6120 §10, RFC 6121 §8.5).
+
+use std::collections::HashSet;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use jid::{BareJid, FullJid, Jid};
+use minidom::Element;
+use tracing::{debug, warn};
+
+use tern_storage::Storage;
+
+use crate::module::{Ctx, Event, Flow, Hooks, Module, Origin, PreAuth, SessionEvent, Target};
+use crate::registry::{SessionHandle, SessionRegistry};
+use crate::stanza::{Condition, Kind, Stanza, StanzaError};
+
+/// Delivery to domains we do not host (the s2s pool implements it).
+#[async_trait]
+pub trait RemoteRoute: Send + Sync + 'static {
+    /// Sends a stanza to a remote domain, queueing while a connection is set up.
+    async fn send(&self, domain: &str, stanza: Element) -> Result<(), StanzaError>;
+}
+
+/// Boxed future returned by the recursive routing entry point.
+pub type RouteFuture<'a> = Pin<Box<dyn Future<Output = ()> + Send + 'a>>;
+
+/// The stanza router of one server process.
+pub struct Router {
+    hosts: HashSet<String>,
+    storage: Storage,
+    registry: Arc<dyn SessionRegistry>,
+    hooks: Hooks,
+    modules: Vec<Arc<dyn Module>>,
+    remote: Option<Arc<dyn RemoteRoute>>,
+}
+
+/// Assembles a [`Router`] at start-up.
+pub struct RouterBuilder {
+    hosts: HashSet<String>,
+    storage: Storage,
+    registry: Arc<dyn SessionRegistry>,
+    modules: Vec<Arc<dyn Module>>,
+    remote: Option<Arc<dyn RemoteRoute>>,
+}
+
+impl RouterBuilder {
+    /// Serves a domain (a virtual host).
+    pub fn host(mut self, domain: &str) -> Self {
+        self.hosts.insert(domain.to_ascii_lowercase());
+        self
+    }
+
+    /// Loads a module.
+    pub fn module(mut self, m: Arc<dyn Module>) -> Self {
+        self.modules.push(m);
+        self
+    }
+
+    /// Sets the route to remote domains.
+    pub fn remote(mut self, r: Arc<dyn RemoteRoute>) -> Self {
+        self.remote = Some(r);
+        self
+    }
+
+    /// Finishes: registers every module's hooks.
+    pub fn build(self) -> Arc<Router> {
+        let mut hooks = Hooks::default();
+        for m in &self.modules {
+            hooks.add(m.clone());
+        }
+        Arc::new(Router {
+            hosts: self.hosts,
+            storage: self.storage,
+            registry: self.registry,
+            hooks,
+            modules: self.modules,
+            remote: self.remote,
+        })
+    }
+}
+
+impl Router {
+    /// Starts building a router over a store and a session registry.
+    pub fn builder(storage: Storage, registry: Arc<dyn SessionRegistry>) -> RouterBuilder {
+        RouterBuilder { hosts: HashSet::new(), storage, registry, modules: Vec::new(), remote: None }
+    }
+
+    /// Whether we serve this domain.
+    pub fn is_local(&self, domain: &str) -> bool {
+        self.hosts.contains(domain)
+    }
+
+    /// The served domains.
+    pub fn hosts(&self) -> impl Iterator<Item = &str> {
+        self.hosts.iter().map(String::as_str)
+    }
+
+    /// The stores.
+    pub fn storage(&self) -> &Storage {
+        &self.storage
+    }
+
+    /// The session registry.
+    pub fn sessions(&self) -> &Arc<dyn SessionRegistry> {
+        &self.registry
+    }
+
+    /// Disco features of all loaded modules, sorted and deduplicated.
+    pub fn features(&self) -> Vec<&'static str> {
+        let mut f: Vec<&'static str> = self.modules.iter().flat_map(|m| m.features()).collect();
+        f.sort_unstable();
+        f.dedup();
+        f
+    }
+
+    /// Whether a local account exists (a bound session proves it without a store read).
+    pub async fn account_exists(&self, bare: &BareJid) -> bool {
+        let Some(node) = bare.node() else { return false };
+        if !self.registry.resources(bare).is_empty() {
+            return true;
+        }
+        match self.storage.accounts.get(bare.domain().as_str(), node.as_str()).await {
+            Ok(r) => r.is_some(),
+            Err(e) => {
+                warn!(jid = %bare, error = %e, "account lookup failed; treating as absent");
+                false
+            }
+        }
+    }
+
+    /// Tells session-interested modules about a bound or closed session.
+    pub async fn session_event(self: &Arc<Self>, event: SessionEvent, session: &SessionHandle) {
+        for m in self.hooks.session_modules() {
+            m.on_session(event, self, session).await;
+        }
+    }
+
+    /// Answers a pre-authentication IQ, or `None` when no module claims its namespace.
+    pub async fn preauth_iq(self: &Arc<Self>, info: &PreAuth, iq: &Element) -> Option<Element> {
+        let ns = iq.children().next()?.ns();
+        let m = self.hooks.preauth_iq(&ns)?;
+        Some(m.on_preauth_iq(self, info, iq).await)
+    }
+
+    /// Pre-authentication stream features from modules.
+    pub fn preauth_features(&self, info: &PreAuth) -> Vec<Element> {
+        self.hooks.preauth_feature_modules().iter().flat_map(|m| m.preauth_features(info)).collect()
+    }
+
+    /// Routes a stanza whose `from` is already stamped and trusted.
+    pub fn route<'a>(self: &'a Arc<Self>, origin: Origin, stanza: Stanza) -> RouteFuture<'a> {
+        Box::pin(self.route_inner(origin, stanza))
+    }
+
+    /// Sends an error reply for a stanza back to its sender, unless it is itself an error
+    /// (RFC 6120 §8.3.1) or an IQ response (which must never be answered).
+    pub async fn bounce(self: &Arc<Self>, st: &Stanza, err: StanzaError) {
+        if st.is_error() || (st.kind == Kind::Iq && st.type_() == "result") {
+            return;
+        }
+        let reply = st.error_reply(&err);
+        let from = st.to.clone().unwrap_or_else(|| Jid::from(st.from.to_bare()));
+        let reply = Stanza::new(st.kind, from, Some(st.from.clone()), reply);
+        self.route(Origin::Local, reply).await;
+    }
+
+    async fn fire(self: &Arc<Self>, event: &Event, origin: &Origin, st: &mut Stanza) -> Flow {
+        let ctx = Ctx { router: self, origin };
+        for m in self.hooks.handlers(event) {
+            if m.on_stanza(event, &ctx, st).await == Flow::Handled {
+                return Flow::Handled;
+            }
+        }
+        Flow::Continue
+    }
+
+    async fn route_inner(self: &Arc<Self>, origin: Origin, mut st: Stanza) {
+        if matches!(origin, Origin::Client(_))
+            && self.fire(&Event::Outgoing(st.kind), &origin, &mut st).await == Flow::Handled
+        {
+            return;
+        }
+        let Some(to) = st.to.clone() else {
+            if st.kind == Kind::Presence && matches!(origin, Origin::Client(_)) {
+                self.fire(&Event::PresenceBroadcast, &origin, &mut st).await;
+            }
+            return;
+        };
+        if !self.is_local(to.domain().as_str()) {
+            return self.route_remote(st).await;
+        }
+        match (to.node().is_some(), to.try_as_full()) {
+            (false, _) => self.to_host(origin, st).await,
+            (true, Ok(full)) => {
+                let full = full.clone();
+                self.to_full(origin, st, full).await
+            }
+            (true, Err(bare)) => {
+                let bare = bare.clone();
+                self.to_bare(origin, st, bare).await
+            }
+        }
+    }
+
+    async fn route_remote(self: &Arc<Self>, st: Stanza) {
+        let domain = st.to.as_ref().map(|j| j.domain().to_string()).unwrap_or_default();
+        let result = match &self.remote {
+            Some(r) => r.send(&domain, st.el.clone()).await,
+            None => Err(StanzaError::new(Condition::RemoteServerNotFound)
+                .with_text("federation is not enabled on this server")),
+        };
+        if let Err(e) = result {
+            debug!(to = %domain, "remote delivery failed: {:?}", e.condition);
+            self.bounce(&st, e).await;
+        }
+    }
+
+    async fn to_host(self: &Arc<Self>, origin: Origin, mut st: Stanza) {
+        match st.kind {
+            Kind::Iq if st.is_iq_request() => {
+                let Some(ns) = iq_ns(&st) else {
+                    return self.bounce(&st, Condition::BadRequest.into()).await;
+                };
+                let ev = Event::Iq(Target::Host, ns);
+                if self.fire(&ev, &origin, &mut st).await == Flow::Continue {
+                    self.bounce(&st, Condition::ServiceUnavailable.into()).await;
+                }
+            }
+            Kind::Iq => {}
+            Kind::Message => {
+                if self.fire(&Event::Message(Target::Host), &origin, &mut st).await == Flow::Continue
+                    && matches!(st.type_(), "normal" | "chat")
+                {
+                    self.bounce(&st, Condition::ServiceUnavailable.into()).await;
+                }
+            }
+            Kind::Presence => {
+                self.fire(&Event::Presence(Target::Host), &origin, &mut st).await;
+            }
+        }
+    }
+
+    async fn to_bare(self: &Arc<Self>, origin: Origin, mut st: Stanza, bare: BareJid) {
+        if !self.account_exists(&bare).await {
+            return self.no_such_user(st).await;
+        }
+        match st.kind {
+            Kind::Message => {
+                if self.fire(&Event::Message(Target::Bare), &origin, &mut st).await == Flow::Continue {
+                    self.deliver_message_to_bare(&origin, st, &bare).await;
+                }
+            }
+            Kind::Presence => {
+                if self.fire(&Event::Presence(Target::Bare), &origin, &mut st).await == Flow::Continue
+                    && matches!(st.type_(), "available" | "unavailable")
+                {
+                    for s in self.registry.resources(&bare) {
+                        if s.presence().available() {
+                            self.deliver(&s, &st);
+                        }
+                    }
+                }
+            }
+            Kind::Iq if st.is_iq_request() => {
+                let Some(ns) = iq_ns(&st) else {
+                    return self.bounce(&st, Condition::BadRequest.into()).await;
+                };
+                if self.fire(&Event::Iq(Target::Bare, ns), &origin, &mut st).await == Flow::Continue {
+                    self.bounce(&st, Condition::ServiceUnavailable.into()).await;
+                }
+            }
+            // RFC 6121 §8.5.2.1.3: IQ responses to a bare JID are dropped.
+            Kind::Iq => {}
+        }
+    }
+
+    async fn to_full(self: &Arc<Self>, origin: Origin, mut st: Stanza, full: FullJid) {
+        let session = self.registry.get(&full);
+        if session.is_none() && !self.account_exists(&full.to_bare()).await {
+            return self.no_such_user(st).await;
+        }
+        let event = match st.kind {
+            Kind::Message => Event::Message(Target::Full),
+            Kind::Presence => Event::Presence(Target::Full),
+            Kind::Iq => match (st.is_iq_request(), iq_ns(&st)) {
+                (true, Some(ns)) => Event::Iq(Target::Full, ns),
+                _ => Event::Message(Target::Full),
+            },
+        };
+        let hooked = !(st.kind == Kind::Iq && !st.is_iq_request());
+        if hooked && self.fire(&event, &origin, &mut st).await == Flow::Handled {
+            return;
+        }
+        if let Some(s) = session {
+            if self.deliver(&s, &st) {
+                return;
+            }
+        }
+        let bare = full.to_bare();
+        // RFC 6121 §8.5.3.2: no such resource.
+        match (st.kind, st.type_()) {
+            (Kind::Message, "normal" | "chat") => self.deliver_message_to_bare(&origin, st, &bare).await,
+            (Kind::Message, "groupchat") => self.bounce(&st, Condition::ServiceUnavailable.into()).await,
+            (Kind::Presence, "subscribe" | "subscribed" | "unsubscribe" | "unsubscribed" | "probe") => {
+                if self.fire(&Event::Presence(Target::Bare), &origin, &mut st).await == Flow::Continue {
+                    debug!(to = %full, "subscription presence to absent resource dropped");
+                }
+            }
+            (Kind::Iq, "get" | "set") => self.bounce(&st, Condition::ServiceUnavailable.into()).await,
+            _ => {}
+        }
+    }
+
+    /// RFC 6121 §8.5.2.1.1 and §8.5.2.2.1: deliver to the available resources with the highest
+    /// non-negative priority; with none, the message is undeliverable.
+    async fn deliver_message_to_bare(self: &Arc<Self>, origin: &Origin, mut st: Stanza, bare: &BareJid) {
+        let candidates: Vec<(i8, SessionHandle)> = self
+            .registry
+            .resources(bare)
+            .into_iter()
+            .filter_map(|s| {
+                let p = s.presence();
+                (p.available() && p.priority >= 0).then_some((p.priority, s))
+            })
+            .collect();
+        match st.type_() {
+            "error" => {}
+            "groupchat" => self.bounce(&st, Condition::ServiceUnavailable.into()).await,
+            "headline" => {
+                for (_, s) in &candidates {
+                    self.deliver(s, &st);
+                }
+            }
+            _ => {
+                let top = candidates.iter().map(|(p, _)| *p).max();
+                let mut delivered = false;
+                for (p, s) in &candidates {
+                    if Some(*p) == top {
+                        delivered |= self.deliver(s, &st);
+                    }
+                }
+                if !delivered && self.fire(&Event::Undeliverable, origin, &mut st).await == Flow::Continue {
+                    self.bounce(&st, Condition::ServiceUnavailable.into()).await;
+                }
+            }
+        }
+    }
+
+    /// RFC 6121 §8.5.1: the addressed account does not exist.
+    async fn no_such_user(self: &Arc<Self>, st: Stanza) {
+        match (st.kind, st.type_()) {
+            (Kind::Message, "normal" | "chat") | (Kind::Iq, "get" | "set") => {
+                self.bounce(&st, Condition::ServiceUnavailable.into()).await
+            }
+            _ => {}
+        }
+    }
+
+    /// Queues a stanza on a session; false if the session is gone or overloaded.
+    pub fn deliver(&self, session: &SessionHandle, st: &Stanza) -> bool {
+        match session.send(st.el.clone()) {
+            Ok(()) => true,
+            Err(e) => {
+                warn!(to = %session.jid(), "delivery to session failed: {e:?}");
+                false
+            }
+        }
+    }
+}
+
+fn iq_ns(st: &Stanza) -> Option<String> {
+    let mut children = st.el.children();
+    let first = children.next()?;
+    // RFC 6120 §8.2.3: a get or set IQ carries exactly one payload.
+    children.next().is_none().then(|| first.ns())
+}

@@ -1,0 +1,325 @@
+//! The configuration file (one TOML document, `docs/configuration.md`) and its validation.
+//!
+//! Every key has a default, so an empty file, or no file at all, is a working development
+//! server for `localhost`. Errors name the key, the bad value and what was expected.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use serde::Deserialize;
+
+use tern_c2s::{C2sConfig, ConflictPolicy};
+use tern_stream::Limits;
+
+/// Who may create accounts with XEP-0077 in-band registration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Registration {
+    /// Nobody: accounts are made with `tern user add`.
+    #[default]
+    Closed,
+    /// Clients connecting from a loopback address only (the zero-config development default).
+    Loopback,
+    /// Anyone who can reach the server.
+    Open,
+}
+
+/// The whole file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Server-wide settings.
+    pub server: ServerSection,
+    /// Virtual hosts; when empty, one host named `localhost`.
+    #[serde(rename = "host")]
+    pub hosts: Vec<HostSection>,
+    /// Client listener.
+    pub c2s: C2sSection,
+    /// Storage backend.
+    pub storage: StorageSection,
+}
+
+/// `[server]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerSection {
+    /// Where the database and generated certificates live.
+    pub data_dir: PathBuf,
+    /// Log filter (`error`, `warn`, `info`, `debug`, `trace`, or a tracing directive); RUST_LOG wins.
+    pub log_level: String,
+    /// Default XEP-0077 policy for hosts that do not set one.
+    pub registration: Registration,
+}
+
+/// `[[host]]`: one served domain.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HostSection {
+    /// The domain, e.g. `example.org`.
+    pub domain: String,
+    /// PEM certificate chain; when absent a self-signed one is generated into the data dir.
+    pub certificate: Option<PathBuf>,
+    /// PEM private key of that certificate.
+    pub key: Option<PathBuf>,
+    /// XEP-0077 policy for this host (defaults to `server.registration`).
+    pub registration: Option<Registration>,
+}
+
+/// `[c2s]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct C2sSection {
+    /// STARTTLS listeners.
+    pub listen: Vec<String>,
+    /// Direct-TLS listeners (XEP-0368).
+    pub listen_tls: Vec<String>,
+    /// Require TLS before authentication.
+    pub require_encryption: bool,
+    /// Largest stanza in bytes.
+    pub max_stanza_bytes: usize,
+    /// Deepest element nesting.
+    pub max_depth: usize,
+    /// Most attributes on one element.
+    pub max_attributes: usize,
+    /// Seconds of silence allowed before authentication.
+    pub preauth_timeout_secs: u64,
+    /// Seconds of silence allowed from an authenticated client.
+    pub idle_timeout_secs: u64,
+    /// Seconds between whitespace keepalives.
+    pub keepalive_secs: u64,
+    /// Outbound queue length per session.
+    pub queue_size: usize,
+    /// Simultaneous client connections.
+    pub max_connections: usize,
+    /// `kick_old`, `reject` or `rename`.
+    pub resource_conflict: String,
+    /// Failed SASL attempts allowed per stream.
+    pub max_auth_failures: u32,
+}
+
+/// `[storage]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageSection {
+    /// `sqlite` (default) or `memory` (nothing survives a restart).
+    pub backend: String,
+    /// Database file, relative to `server.data_dir`.
+    pub path: PathBuf,
+    /// `full` (default: durable against power loss) or `normal` (durable against crashes).
+    pub synchronous: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            server: ServerSection::default(),
+            hosts: Vec::new(),
+            c2s: C2sSection::default(),
+            storage: StorageSection::default(),
+        }
+    }
+}
+
+impl Default for ServerSection {
+    fn default() -> Self {
+        ServerSection { data_dir: PathBuf::from("data"), log_level: "info".into(), registration: Registration::Closed }
+    }
+}
+
+impl Default for C2sSection {
+    fn default() -> Self {
+        let d = C2sConfig::default();
+        C2sSection {
+            listen: vec!["[::]:5222".into()],
+            listen_tls: vec!["[::]:5223".into()],
+            require_encryption: d.require_encryption,
+            max_stanza_bytes: d.limits.max_stanza_bytes,
+            max_depth: d.limits.max_depth,
+            max_attributes: d.limits.max_attributes,
+            preauth_timeout_secs: d.preauth_timeout.as_secs(),
+            idle_timeout_secs: d.idle_timeout.as_secs(),
+            keepalive_secs: d.keepalive_interval.as_secs(),
+            queue_size: d.queue_size,
+            max_connections: d.max_connections,
+            resource_conflict: "kick_old".into(),
+            max_auth_failures: d.max_auth_failures,
+        }
+    }
+}
+
+impl Default for StorageSection {
+    fn default() -> Self {
+        StorageSection { backend: "sqlite".into(), path: PathBuf::from("tern.db"), synchronous: "full".into() }
+    }
+}
+
+/// Where the configuration came from, for the start-up log line.
+#[derive(Debug, Clone)]
+pub enum Source {
+    /// A file.
+    File(PathBuf),
+    /// No file: the embedded development defaults.
+    Defaults,
+}
+
+impl Config {
+    /// The embedded zero-config defaults: `localhost`, self-signed certificate, loopback registration.
+    pub fn development() -> Config {
+        let mut c = Config::default();
+        c.server.registration = Registration::Loopback;
+        c
+    }
+
+    /// Reads and validates a file.
+    pub fn load(path: &Path) -> Result<Config> {
+        let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        Config::parse(&text).with_context(|| format!("in {}", path.display()))
+    }
+
+    /// Parses and validates TOML text.
+    pub fn parse(text: &str) -> Result<Config> {
+        let c: Config = toml::from_str(text).map_err(|e| anyhow::anyhow!("{}", e.to_string().trim_end()))?;
+        c.validate()?;
+        Ok(c)
+    }
+
+    /// Checks values that TOML types alone cannot.
+    pub fn validate(&self) -> Result<()> {
+        for (i, h) in self.hosts.iter().enumerate() {
+            if jid::BareJid::new(&h.domain).map(|j| j.node().is_some()).unwrap_or(true) {
+                bail!("host[{i}].domain = {:?}: expected a domain name such as \"example.org\"", h.domain);
+            }
+            if h.certificate.is_some() != h.key.is_some() {
+                bail!("host[{i}] ({}): set both `certificate` and `key`, or neither", h.domain);
+            }
+        }
+        for (key, list) in [("c2s.listen", &self.c2s.listen), ("c2s.listen_tls", &self.c2s.listen_tls)] {
+            for a in list {
+                if a.parse::<SocketAddr>().is_err() {
+                    bail!("{key} = {a:?}: expected an address with port, such as \"0.0.0.0:5222\" or \"[::]:5222\"");
+                }
+            }
+        }
+        self.conflict_policy()?;
+        for (key, v, min) in [
+            ("c2s.max_stanza_bytes", self.c2s.max_stanza_bytes, 10_000),
+            ("c2s.max_depth", self.c2s.max_depth, 4),
+            ("c2s.max_attributes", self.c2s.max_attributes, 8),
+            ("c2s.queue_size", self.c2s.queue_size, 16),
+            ("c2s.max_connections", self.c2s.max_connections, 1),
+        ] {
+            if v < min {
+                bail!("{key} = {v}: expected at least {min}");
+            }
+        }
+        if self.c2s.keepalive_secs == 0 || self.c2s.preauth_timeout_secs == 0 || self.c2s.idle_timeout_secs == 0 {
+            bail!("c2s timeouts (preauth_timeout_secs, idle_timeout_secs, keepalive_secs): expected at least 1 second");
+        }
+        if self.c2s.max_auth_failures == 0 {
+            bail!("c2s.max_auth_failures = 0: expected at least 1");
+        }
+        match self.storage.backend.as_str() {
+            "sqlite" | "memory" => {}
+            b => bail!("storage.backend = {b:?}: expected \"sqlite\" or \"memory\""),
+        }
+        match self.storage.synchronous.as_str() {
+            "full" | "normal" => {}
+            s => bail!("storage.synchronous = {s:?}: expected \"full\" or \"normal\""),
+        }
+        Ok(())
+    }
+
+    /// Hosts, with the implicit `localhost` when none is configured.
+    pub fn host_list(&self) -> Vec<HostSection> {
+        if self.hosts.is_empty() {
+            vec![HostSection { domain: "localhost".into(), certificate: None, key: None, registration: None }]
+        } else {
+            self.hosts.clone()
+        }
+    }
+
+    /// Registration policy of a host.
+    pub fn registration_for(&self, host: &HostSection) -> Registration {
+        host.registration.unwrap_or(self.server.registration)
+    }
+
+    fn conflict_policy(&self) -> Result<ConflictPolicy> {
+        Ok(match self.c2s.resource_conflict.as_str() {
+            "kick_old" => ConflictPolicy::KickOld,
+            "reject" => ConflictPolicy::Reject,
+            "rename" => ConflictPolicy::Rename,
+            v => bail!("c2s.resource_conflict = {v:?}: expected \"kick_old\", \"reject\" or \"rename\""),
+        })
+    }
+
+    /// The listener settings.
+    pub fn c2s_config(&self) -> Result<C2sConfig> {
+        let c = &self.c2s;
+        Ok(C2sConfig {
+            limits: Limits {
+                max_stanza_bytes: c.max_stanza_bytes,
+                max_depth: c.max_depth,
+                max_attributes: c.max_attributes,
+                ..Limits::default()
+            },
+            require_encryption: c.require_encryption,
+            preauth_timeout: Duration::from_secs(c.preauth_timeout_secs),
+            idle_timeout: Duration::from_secs(c.idle_timeout_secs),
+            keepalive_interval: Duration::from_secs(c.keepalive_secs),
+            queue_size: c.queue_size,
+            resource_conflict: self.conflict_policy()?,
+            max_connections: c.max_connections,
+            max_auth_failures: c.max_auth_failures,
+            ..C2sConfig::default()
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_file_is_valid() {
+        let c = Config::parse("").unwrap();
+        assert_eq!(c.host_list()[0].domain, "localhost");
+        assert_eq!(c.registration_for(&c.host_list()[0]), Registration::Closed);
+    }
+
+    #[test]
+    fn errors_name_key_value_and_expectation() {
+        let e = Config::parse("[c2s]\nresource_conflict = \"newest\"\n").unwrap_err().to_string();
+        assert!(e.contains("c2s.resource_conflict") && e.contains("newest") && e.contains("kick_old"), "{e}");
+        let e = Config::parse("[c2s]\nlisten = [\"5222\"]\n").unwrap_err().to_string();
+        assert!(e.contains("c2s.listen") && e.contains("5222") && e.contains("expected"), "{e}");
+        let e = Config::parse("[[host]]\ndomain = \"a@b\"\n").unwrap_err().to_string();
+        assert!(e.contains("host[0].domain"), "{e}");
+        let e = Config::parse("[c2s]\nmax_stanza_bytes = \"big\"\n").unwrap_err().to_string();
+        assert!(e.contains("max_stanza_bytes"), "{e}");
+        let e = Config::parse("[c2s]\nunknown_key = 1\n").unwrap_err().to_string();
+        assert!(e.contains("unknown_key"), "{e}");
+    }
+
+    #[test]
+    fn hosts_and_registration() {
+        let c = Config::parse(
+            "[server]\nregistration = \"open\"\n[[host]]\ndomain = \"a.example\"\n[[host]]\ndomain = \"b.example\"\nregistration = \"closed\"\n",
+        )
+        .unwrap();
+        let hosts = c.host_list();
+        assert_eq!(c.registration_for(&hosts[0]), Registration::Open);
+        assert_eq!(c.registration_for(&hosts[1]), Registration::Closed);
+    }
+}
+
+impl From<Registration> for tern_register::Policy {
+    fn from(r: Registration) -> Self {
+        match r {
+            Registration::Closed => tern_register::Policy::Closed,
+            Registration::Loopback => tern_register::Policy::Loopback,
+            Registration::Open => tern_register::Policy::Open,
+        }
+    }
+}

@@ -1,0 +1,341 @@
+//! Dev-only helpers: start a real Tern server in-process on 127.0.0.1 with ephemeral ports, a
+//! memory store and a certificate signed by a throwaway CA, and drive it over real TCP and TLS
+//! with a small raw XMPP client ([`RawClient`]) whose every step can be asserted on.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context, Result};
+use base64::Engine;
+use minidom::Element;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, ServerName};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use tern_server::{Config, Running};
+use tern_stream::{StreamEvent, StreamReader, NS_CLIENT};
+
+/// A running in-process server and the files it uses.
+pub struct TestServer {
+    /// The server.
+    pub running: Option<Running>,
+    /// Its temporary directory (certificates, CA).
+    pub dir: PathBuf,
+    /// The served domain.
+    pub domain: String,
+    /// The STARTTLS port address.
+    pub c2s: SocketAddr,
+    /// The direct-TLS port address.
+    pub tls: SocketAddr,
+}
+
+impl TestServer {
+    /// Starts a server for `localhost` with open in-band registration; `tweak` may change the
+    /// configuration first.
+    pub async fn start_with(tweak: impl FnOnce(&mut Config)) -> Result<TestServer> {
+        let dir = std::env::temp_dir().join(format!("tern-test-{}", rand::random::<u64>()));
+        std::fs::create_dir_all(&dir)?;
+        let domain = "localhost".to_string();
+        tern_server::tls::write_ca_signed(&domain, &dir)?;
+        let mut config = Config::parse(&format!(
+            "[server]\ndata_dir = {dir:?}\nregistration = \"open\"\n[storage]\nbackend = \"memory\"\n\
+             [c2s]\nlisten = [\"127.0.0.1:0\"]\nlisten_tls = [\"127.0.0.1:0\"]\n\
+             [[host]]\ndomain = \"localhost\"\ncertificate = {:?}\nkey = {:?}\n",
+            dir.join("localhost.crt"),
+            dir.join("localhost.key"),
+        ))?;
+        tweak(&mut config);
+        let running = tern_server::start(&config).await?;
+        let c2s = running.c2s_addrs[0];
+        let tls = running.tls_addrs[0];
+        Ok(TestServer { running: Some(running), dir, domain, c2s, tls })
+    }
+
+    /// Starts a server with the test defaults.
+    pub async fn start() -> Result<TestServer> {
+        Self::start_with(|_| {}).await
+    }
+
+    /// Creates an account directly in the store.
+    pub async fn add_user(&self, user: &str, password: &str) -> Result<()> {
+        let router = &self.running.as_ref().expect("running").router;
+        let record = tern_sasl::new_account_record(password, 4096, 0).map_err(|e| anyhow!("{e}"))?;
+        router.storage().accounts.create(&self.domain, user, &record).await?;
+        Ok(())
+    }
+
+    /// Path of the CA certificate that signed the server's certificate.
+    pub fn ca_path(&self) -> PathBuf {
+        self.dir.join("ca.crt")
+    }
+
+    /// Stops the server.
+    pub async fn stop(mut self) {
+        if let Some(r) = self.running.take() {
+            r.shutdown().await;
+        }
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A TLS client configuration trusting only the given CA.
+pub fn client_tls(ca: &Path) -> Result<Arc<rustls::ClientConfig>> {
+    let mut roots = rustls::RootCertStore::empty();
+    for c in CertificateDer::pem_file_iter(ca)? {
+        roots.add(c?)?;
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let cfg = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(Arc::new(cfg))
+}
+
+/// Object-safe byte stream (plain or TLS).
+pub trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+
+/// A deliberately small XMPP client that speaks raw protocol, for tests that must see every
+/// element (and for sending bad input).
+pub struct RawClient {
+    io: Box<dyn Io>,
+    reader: StreamReader,
+    /// The domain it connects to.
+    pub domain: String,
+    /// The bound full JID, after [`RawClient::bind`].
+    pub jid: Option<String>,
+    buf: Vec<u8>,
+}
+
+/// How long a test waits for an expected element.
+pub const WAIT: Duration = Duration::from_secs(10);
+
+impl RawClient {
+    /// Opens a plain TCP connection (STARTTLS port) without sending anything.
+    pub async fn connect(addr: SocketAddr, domain: &str) -> Result<RawClient> {
+        let tcp = TcpStream::connect(addr).await?;
+        Ok(Self::over(Box::new(tcp), domain))
+    }
+
+    fn over(io: Box<dyn Io>, domain: &str) -> RawClient {
+        RawClient {
+            io,
+            reader: StreamReader::new(Default::default(), NS_CLIENT),
+            domain: domain.into(),
+            jid: None,
+            buf: vec![0; 8192],
+        }
+    }
+
+    /// Opens a direct-TLS connection (XEP-0368).
+    pub async fn connect_tls(addr: SocketAddr, domain: &str, ca: &Path) -> Result<RawClient> {
+        let tcp = TcpStream::connect(addr).await?;
+        let connector = tokio_rustls::TlsConnector::from(client_tls(ca)?);
+        let tls = connector.connect(ServerName::try_from(domain.to_string())?, tcp).await?;
+        Ok(Self::over(Box::new(tls), domain))
+    }
+
+    /// Sends raw bytes.
+    pub async fn send_raw(&mut self, bytes: &[u8]) -> Result<()> {
+        self.io.write_all(bytes).await?;
+        self.io.flush().await?;
+        Ok(())
+    }
+
+    /// Sends an element.
+    pub async fn send(&mut self, el: &Element) -> Result<()> {
+        let bytes = tern_stream::to_bytes(el, NS_CLIENT);
+        self.send_raw(&bytes).await
+    }
+
+    /// Sends an element written as XML text (the default namespace is jabber:client).
+    pub async fn send_str(&mut self, xml: &str) -> Result<()> {
+        self.send_raw(xml.as_bytes()).await
+    }
+
+    /// Opens a stream to the domain and returns the server's features.
+    pub async fn open(&mut self) -> Result<Element> {
+        let header = format!(
+            "<?xml version='1.0'?><stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' to='{}' version='1.0'>",
+            self.domain
+        );
+        self.send_raw(header.as_bytes()).await?;
+        match self.next_event().await? {
+            StreamEvent::Header(_) => {}
+            other => bail!("expected a stream header, got {other:?}"),
+        }
+        self.next().await
+    }
+
+    /// The next stream event (header, element, close), waiting at most [`WAIT`].
+    pub async fn next_event(&mut self) -> Result<StreamEvent> {
+        tokio::time::timeout(WAIT, async {
+            loop {
+                if let Some(ev) = self.reader.next_event().map_err(|e| anyhow!("client parse: {e}"))? {
+                    return Ok(ev);
+                }
+                let n = self.io.read(&mut self.buf).await?;
+                if n == 0 {
+                    bail!("connection closed by server");
+                }
+                self.reader.feed(&self.buf[..n]).map_err(|e| anyhow!("client parse: {e}"))?;
+            }
+        })
+        .await
+        .context("timed out waiting for the server")?
+    }
+
+    /// The next element; a stream close is an error.
+    pub async fn next(&mut self) -> Result<Element> {
+        match self.next_event().await? {
+            StreamEvent::Element(e) => Ok(e),
+            other => bail!("expected an element, got {other:?}"),
+        }
+    }
+
+    /// Reads elements until one matches, skipping others (e.g. presence noise); fails after [`WAIT`].
+    pub async fn expect(&mut self, what: &str, pred: impl Fn(&Element) -> bool) -> Result<Element> {
+        loop {
+            let e = self.next().await.with_context(|| format!("waiting for {what}"))?;
+            if pred(&e) {
+                return Ok(e);
+            }
+        }
+    }
+
+    /// Whether the server says nothing matching within `d`.
+    pub async fn silent_for(&mut self, d: Duration, pred: impl Fn(&Element) -> bool) -> Result<bool> {
+        let deadline = tokio::time::Instant::now() + d;
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            if left.is_zero() {
+                return Ok(true);
+            }
+            let r = tokio::time::timeout(left, async {
+                loop {
+                    if let Some(ev) = self.reader.next_event().map_err(|e| anyhow!("{e}"))? {
+                        return Ok::<_, anyhow::Error>(ev);
+                    }
+                    let n = self.io.read(&mut self.buf).await?;
+                    if n == 0 {
+                        bail!("closed");
+                    }
+                    self.reader.feed(&self.buf[..n]).map_err(|e| anyhow!("{e}"))?;
+                }
+            })
+            .await;
+            match r {
+                Err(_) => return Ok(true),
+                Ok(Ok(StreamEvent::Element(e))) if pred(&e) => return Ok(false),
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => return Err(e),
+            }
+        }
+    }
+
+    /// Performs STARTTLS on a plain connection, trusting `ca`, and returns the new features.
+    pub async fn starttls(mut self, ca: &Path) -> Result<(RawClient, Element)> {
+        self.send_str("<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>").await?;
+        let p = self.next().await?;
+        if p.name() != "proceed" {
+            bail!("expected <proceed/>, got {p:?}");
+        }
+        let connector = tokio_rustls::TlsConnector::from(client_tls(ca)?);
+        let name = ServerName::try_from(self.domain.clone())?;
+        let tls = connector.connect(name, StartTlsIo(self.io)).await?;
+        let mut c = Self::over(Box::new(tls), &self.domain);
+        let f = c.open().await?;
+        Ok((c, f))
+    }
+
+    /// SASL PLAIN; returns the server's `<success/>` or `<failure/>` element.
+    pub async fn auth_plain(&mut self, user: &str, password: &str) -> Result<Element> {
+        let payload = base64::engine::general_purpose::STANDARD.encode(format!("\0{user}\0{password}"));
+        self.send_str(&format!(
+            "<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>{payload}</auth>"
+        ))
+        .await?;
+        self.next().await
+    }
+
+    /// Binds a resource (None: server-generated); returns the iq reply.
+    pub async fn bind(&mut self, resource: Option<&str>) -> Result<Element> {
+        let res = resource.map(|r| format!("<resource>{r}</resource>")).unwrap_or_default();
+        self.send_str(&format!(
+            "<iq type='set' id='bind1'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'>{res}</bind></iq>"
+        ))
+        .await?;
+        let reply = self.next().await?;
+        if let Some(j) = reply
+            .get_child("bind", "urn:ietf:params:xml:ns:xmpp-bind")
+            .and_then(|b| b.get_child("jid", "urn:ietf:params:xml:ns:xmpp-bind"))
+        {
+            self.jid = Some(j.text());
+        }
+        Ok(reply)
+    }
+
+    /// Connects over STARTTLS, authenticates with PLAIN and binds `resource`.
+    pub async fn login(server: &TestServer, user: &str, password: &str, resource: &str) -> Result<RawClient> {
+        let mut c = RawClient::connect(server.c2s, &server.domain).await?;
+        c.open().await?;
+        let (mut c, _) = c.starttls(&server.ca_path()).await?;
+        let r = c.auth_plain(user, password).await?;
+        if r.name() != "success" {
+            bail!("authentication failed: {r:?}");
+        }
+        c.reader.restart();
+        c.open().await?;
+        let b = c.bind(Some(resource)).await?;
+        if b.attr("type") != Some("result") {
+            bail!("bind failed: {b:?}");
+        }
+        Ok(c)
+    }
+
+    /// Must be called after `<success/>` before opening the new stream.
+    pub fn restart(&mut self) {
+        self.reader.restart();
+    }
+}
+
+/// Adapter so a boxed stream can go under TLS.
+struct StartTlsIo(Box<dyn Io>);
+
+impl AsyncRead for StartTlsIo {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut *self.0).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for StartTlsIo {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut *self.0).poll_write(cx, buf)
+    }
+    fn poll_flush(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut *self.0).poll_flush(cx)
+    }
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut *self.0).poll_shutdown(cx)
+    }
+}
