@@ -31,7 +31,10 @@ pub(crate) async fn authenticate(
     advertised_plus: bool,
 ) -> Result<Option<BareJid>, ConnError> {
     let host = conn.host.clone().unwrap_or_default();
-    let mech = auth.attr("mechanism").and_then(Mechanism::from_name).filter(|m| offered.contains(m));
+    let mech = auth
+        .attr("mechanism")
+        .and_then(Mechanism::from_name)
+        .filter(|m| offered.contains(m));
     let Some(mech) = mech else {
         send_failure(conn, Failure::InvalidMechanism).await?;
         return Ok(None);
@@ -49,7 +52,9 @@ pub(crate) async fn authenticate(
     loop {
         step = match step {
             Step::Challenge(data) => {
-                let el = Element::builder("challenge", NS_SASL).append(encode(&data)).build();
+                let el = Element::builder("challenge", NS_SASL)
+                    .append(encode(&data))
+                    .build();
                 conn.send(&el).await?;
                 let reply = match conn.read_event(c2s.config.preauth_timeout).await? {
                     StreamEvent::Element(el) => el,
@@ -84,7 +89,10 @@ pub(crate) async fn authenticate(
                 };
                 ex.credentials(record.as_ref())
             }
-            Step::Success { username, additional_data } => {
+            Step::Success {
+                username,
+                additional_data,
+            } => {
                 let Some(jid) = user_jid.or_else(|| account_jid(&username, &host)) else {
                     send_failure(conn, Failure::NotAuthorized).await?;
                     return Ok(None);
@@ -98,7 +106,11 @@ pub(crate) async fn authenticate(
                 return Ok(Some(jid));
             }
             Step::Failure(f) => {
-                info!(mechanism = mech.name(), condition = f.as_str(), "SASL failure");
+                info!(
+                    mechanism = mech.name(),
+                    condition = f.as_str(),
+                    "SASL failure"
+                );
                 tokio::time::sleep(FAILURE_DELAY).await;
                 send_failure(conn, f).await?;
                 return Ok(None);
@@ -116,7 +128,9 @@ fn account_jid(username: &str, host: &str) -> Option<BareJid> {
 }
 
 async fn send_failure(conn: &mut XmlConn, f: Failure) -> Result<(), ConnError> {
-    let el = Element::builder("failure", NS_SASL).append(Element::bare(f.as_str(), NS_SASL)).build();
+    let el = Element::builder("failure", NS_SASL)
+        .append(Element::bare(f.as_str(), NS_SASL))
+        .build();
     conn.send(&el).await?;
     Ok(())
 }

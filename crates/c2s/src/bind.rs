@@ -7,7 +7,9 @@ use tokio::sync::mpsc;
 use tracing::info;
 
 use tern_router::xml::BuilderExt;
-use tern_router::{BareJid, Condition, FullJid, Outbound, SessionEvent, SessionHandle, StanzaError};
+use tern_router::{
+    BareJid, Condition, FullJid, Outbound, SessionEvent, SessionHandle, StanzaError,
+};
 use tern_stream::{StreamError, StreamErrorCondition as Sec, StreamEvent, NS_CLIENT, NS_STREAMS};
 
 use crate::conn::{ConnError, XmlConn};
@@ -24,9 +26,16 @@ pub(crate) async fn bind(
     mut conn: XmlConn,
     bare: BareJid,
 ) -> Result<(XmlConn, SessionHandle, mpsc::Receiver<Outbound>), ConnError> {
-    let session = Element::builder("session", NS_SESSION).append(Element::bare("optional", NS_SESSION)).build();
-    let features =
-        Element::builder("features", NS_STREAMS).append(Element::bare("bind", NS_BIND)).append(session).build();
+    let session = Element::builder("session", NS_SESSION)
+        .append(Element::bare("optional", NS_SESSION))
+        .build();
+    let mut features = Element::builder("features", NS_STREAMS)
+        .append(Element::bare("bind", NS_BIND))
+        .append(session)
+        .build();
+    for f in c2s.router.session_features() {
+        features.append_child(f);
+    }
     conn.send(&features).await?;
     loop {
         let el = match conn.read_event(c2s.config.preauth_timeout).await? {
@@ -38,10 +47,18 @@ pub(crate) async fn bind(
         });
         let Some(request) = request else {
             // RFC 6120 §7.1: nothing but binding is allowed before a resource is bound.
-            return Err(conn.fail(StreamError::with_text(Sec::NotAuthorized, "bind a resource first")).await);
+            return Err(conn
+                .fail(StreamError::with_text(
+                    Sec::NotAuthorized,
+                    "bind a resource first",
+                ))
+                .await);
         };
         let id = el.attr("id").unwrap_or_default().to_owned();
-        let wanted = request.get_child("resource", NS_BIND).map(|r| r.text()).unwrap_or_default();
+        let wanted = request
+            .get_child("resource", NS_BIND)
+            .map(|r| r.text())
+            .unwrap_or_default();
         let wanted = wanted.trim();
         let full = if wanted.is_empty() {
             bare.with_resource_str(&random_id(12)).ok()
@@ -49,13 +66,19 @@ pub(crate) async fn bind(
             bare.with_resource_str(wanted).ok()
         };
         let Some(full) = full else {
-            conn.send(&bind_error(&id, StanzaError::new(Condition::BadRequest).with_text("invalid resource"))).await?;
+            conn.send(&bind_error(
+                &id,
+                StanzaError::new(Condition::BadRequest).with_text("invalid resource"),
+            ))
+            .await?;
             continue;
         };
         let (tx, rx) = mpsc::channel(c2s.config.queue_size);
         match register(c2s, full, tx).await {
             Ok(handle) => {
-                let jid = Element::builder("jid", NS_BIND).append(handle.jid().to_string()).build();
+                let jid = Element::builder("jid", NS_BIND)
+                    .append(handle.jid().to_string())
+                    .build();
                 let b = Element::builder("bind", NS_BIND).append(jid).build();
                 let reply = Element::builder("iq", NS_CLIENT)
                     .a("type", "result")
@@ -74,7 +97,11 @@ pub(crate) async fn bind(
 }
 
 /// Applies the configured conflict policy (RFC 6120 §7.7.2.2).
-async fn register(c2s: &Arc<C2s>, full: FullJid, tx: mpsc::Sender<Outbound>) -> Result<SessionHandle, StanzaError> {
+async fn register(
+    c2s: &Arc<C2s>,
+    full: FullJid,
+    tx: mpsc::Sender<Outbound>,
+) -> Result<SessionHandle, StanzaError> {
     let reg = c2s.router.sessions();
     let handle = SessionHandle::new(full.clone(), tx.clone());
     match c2s.config.resource_conflict {
@@ -100,7 +127,9 @@ async fn register(c2s: &Arc<C2s>, full: FullJid, tx: mpsc::Sender<Outbound>) -> 
                     .with_resource_str(&format!("{}.{}", full.resource().as_str(), random_id(6)))
                     .map_err(|_| StanzaError::new(Condition::Conflict))?;
                 let h = SessionHandle::new(renamed, tx);
-                reg.try_insert(h.clone()).map(|()| h).map_err(|_| StanzaError::new(Condition::Conflict))
+                reg.try_insert(h.clone())
+                    .map(|()| h)
+                    .map_err(|_| StanzaError::new(Condition::Conflict))
             }
         },
     }

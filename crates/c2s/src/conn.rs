@@ -9,8 +9,8 @@ use minidom::Element;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use tern_stream::{
-    stream_header, write_element, ParseError, StreamError, StreamErrorCondition, StreamEvent, StreamReader,
-    NS_CLIENT, STREAM_CLOSE,
+    stream_header, write_element, ParseError, StreamError, StreamErrorCondition, StreamEvent,
+    StreamReader, NS_CLIENT, STREAM_CLOSE,
 };
 
 use crate::transport::Transport;
@@ -27,6 +27,16 @@ pub(crate) enum ConnError {
     Io(io::Error),
     /// We ended the stream with this stream error (already written).
     Stream(StreamErrorCondition),
+}
+
+impl std::fmt::Display for ConnError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ConnError::Closed => f.write_str("closed by peer"),
+            ConnError::Io(e) => write!(f, "I/O error: {e}"),
+            ConnError::Stream(c) => write!(f, "stream error <{}/>", c.as_str()),
+        }
+    }
 }
 
 impl From<io::Error> for ConnError {
@@ -51,7 +61,15 @@ pub(crate) struct XmlConn {
 
 impl XmlConn {
     pub(crate) fn new(io: Transport, reader: StreamReader, peer: SocketAddr) -> Self {
-        XmlConn { io, reader, peer, stream_id: String::new(), header_sent: false, host: None, buf: vec![0; READ_CHUNK] }
+        XmlConn {
+            io,
+            reader,
+            peer,
+            stream_id: String::new(),
+            header_sent: false,
+            host: None,
+            buf: vec![0; READ_CHUNK],
+        }
     }
 
     /// Carries the negotiated host over to a new transport (after STARTTLS).
@@ -75,7 +93,10 @@ impl XmlConn {
             }
             let n = match tokio::time::timeout(timeout, self.io.read(&mut self.buf)).await {
                 Err(_) => {
-                    let err = StreamError::with_text(StreamErrorCondition::ConnectionTimeout, "idle for too long");
+                    let err = StreamError::with_text(
+                        StreamErrorCondition::ConnectionTimeout,
+                        "idle for too long",
+                    );
                     return Err(self.fail(err).await);
                 }
                 Ok(Err(e)) => return Err(ConnError::Io(e)),
@@ -123,7 +144,9 @@ impl XmlConn {
         if !self.header_sent {
             self.stream_id = crate::random_id(16);
             let from = self.host.clone();
-            out.extend_from_slice(stream_header(NS_CLIENT, from.as_deref(), None, &self.stream_id, None).as_bytes());
+            out.extend_from_slice(
+                stream_header(NS_CLIENT, from.as_deref(), None, &self.stream_id, None).as_bytes(),
+            );
             self.header_sent = true;
         }
         out.extend_from_slice(&err.to_bytes());

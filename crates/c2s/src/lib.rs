@@ -120,9 +120,20 @@ pub struct C2s {
 impl C2s {
     /// Creates the shared listener state; flipping `shutdown` to true ends every session with
     /// `<system-shutdown/>`.
-    pub fn new(router: Arc<Router>, config: C2sConfig, tls: Option<TlsSettings>, shutdown: watch::Receiver<bool>) -> Arc<Self> {
+    pub fn new(
+        router: Arc<Router>,
+        config: C2sConfig,
+        tls: Option<TlsSettings>,
+        shutdown: watch::Receiver<bool>,
+    ) -> Arc<Self> {
         let connections = Arc::new(Semaphore::new(config.max_connections));
-        Arc::new(C2s { router, config, tls, shutdown, connections })
+        Arc::new(C2s {
+            router,
+            config,
+            tls,
+            shutdown,
+            connections,
+        })
     }
 
     /// Accepts connections until shutdown; each runs in its own task.
@@ -168,7 +179,11 @@ impl C2s {
 
 /// A random alphanumeric id (stream ids, generated resources).
 pub(crate) fn random_id(len: usize) -> String {
-    rand::thread_rng().sample_iter(&Alphanumeric).take(len).map(char::from).collect()
+    rand::thread_rng()
+        .sample_iter(&Alphanumeric)
+        .take(len)
+        .map(char::from)
+        .collect()
 }
 
 /// The peer address type used in logs and pre-auth policies.

@@ -11,7 +11,9 @@ use tracing::{debug, info};
 use tern_router::xml::BuilderExt;
 use tern_router::{BareJid, PreAuth};
 use tern_sasl::{ChannelBindings, Mechanism};
-use tern_stream::{StreamError, StreamErrorCondition as Sec, StreamEvent, StreamReader, NS_CLIENT, NS_STREAMS};
+use tern_stream::{
+    StreamError, StreamErrorCondition as Sec, StreamEvent, StreamReader, NS_CLIENT, NS_STREAMS,
+};
 
 use crate::conn::{ConnError, XmlConn};
 use crate::transport::Transport;
@@ -38,14 +40,14 @@ pub(crate) async fn run(c2s: Arc<C2s>, tcp: TcpStream, peer: SocketAddr, kind: L
     let (conn, bare, bindings) = match negotiate(&c2s, conn).await {
         Ok(x) => x,
         Err(e) => {
-            debug!("connection ended before authentication: {e:?}");
+            debug!("connection ended before authentication: {e}");
             return;
         }
     };
     let _ = bindings;
     match bind::bind(&c2s, conn, bare).await {
         Ok((conn, handle, rx)) => session::run(c2s, conn, handle, rx).await,
-        Err(e) => debug!("connection ended before binding: {e:?}"),
+        Err(e) => debug!("connection ended before binding: {e}"),
     }
 }
 
@@ -69,7 +71,9 @@ async fn tls_accept(c2s: &C2s, tcp: TcpStream) -> Option<Transport> {
 /// tls-server-end-point (RFC 5929) whenever we know the certificate.
 fn channel_bindings(c2s: &C2s, io: &Transport) -> ChannelBindings {
     let mut b = ChannelBindings::default();
-    let (Transport::Tls(s), Some(settings)) = (io, c2s.tls.as_ref()) else { return b };
+    let (Transport::Tls(s), Some(settings)) = (io, c2s.tls.as_ref()) else {
+        return b;
+    };
     let (_, sc) = s.get_ref();
     if sc.protocol_version() == Some(ProtocolVersion::TLSv1_3) {
         if let Ok(out) = sc.export_keying_material([0u8; 32], b"EXPORTER-Channel-Binding", None) {
@@ -92,16 +96,29 @@ pub(crate) async fn open_stream(c2s: &C2s, conn: &mut XmlConn) -> Result<(), Con
         // After a restart the stream must stay on the host it was negotiated for.
         (Some(to), Some(host)) if to == host => {}
         _ => {
-            let text = format!("this server does not serve {}", to.as_deref().unwrap_or("(no 'to')"));
-            return Err(conn.fail(StreamError::with_text(Sec::HostUnknown, text)).await);
+            let text = format!(
+                "this server does not serve {}",
+                to.as_deref().unwrap_or("(no 'to')")
+            );
+            return Err(conn
+                .fail(StreamError::with_text(Sec::HostUnknown, text))
+                .await);
         }
     }
     let host = conn.host.clone().unwrap_or_default();
     conn.send_header(&host, header.from.as_deref()).await?;
     tracing::Span::current().record("stream", conn.stream_id.as_str());
-    let major = header.version.as_deref().and_then(|v| v.split('.').next()?.parse::<u32>().ok());
+    let major = header
+        .version
+        .as_deref()
+        .and_then(|v| v.split('.').next()?.parse::<u32>().ok());
     if major != Some(1) {
-        return Err(conn.fail(StreamError::with_text(Sec::UnsupportedVersion, "version 1.0 is required")).await);
+        return Err(conn
+            .fail(StreamError::with_text(
+                Sec::UnsupportedVersion,
+                "version 1.0 is required",
+            ))
+            .await);
     }
     Ok(())
 }
@@ -128,11 +145,18 @@ pub(crate) fn offered_mechanisms(tls: bool, bindings: &ChannelBindings) -> Vec<M
 
 fn preauth_info(c2s: &C2s, conn: &XmlConn) -> PreAuth {
     let _ = c2s;
-    PreAuth { host: conn.host.clone().unwrap_or_default(), secure: conn.io.is_tls(), peer: conn.peer }
+    PreAuth {
+        host: conn.host.clone().unwrap_or_default(),
+        secure: conn.io.is_tls(),
+        peer: conn.peer,
+    }
 }
 
 /// Negotiates TLS and SASL; returns the authenticated account.
-async fn negotiate(c2s: &Arc<C2s>, mut conn: XmlConn) -> Result<(XmlConn, BareJid, ChannelBindings), ConnError> {
+async fn negotiate(
+    c2s: &Arc<C2s>,
+    mut conn: XmlConn,
+) -> Result<(XmlConn, BareJid, ChannelBindings), ConnError> {
     let mut failures = 0;
     loop {
         open_stream(c2s, &mut conn).await?;
@@ -152,13 +176,21 @@ async fn negotiate(c2s: &Arc<C2s>, mut conn: XmlConn) -> Result<(XmlConn, BareJi
         if !must_starttls {
             let mut m = Element::builder("mechanisms", NS_SASL);
             for mech in &mechs {
-                m = m.append(Element::builder("mechanism", NS_SASL).append(mech.name()).build());
+                m = m.append(
+                    Element::builder("mechanism", NS_SASL)
+                        .append(mech.name())
+                        .build(),
+                );
             }
             children.push(m.build());
             if !bindings.types().is_empty() {
                 let mut cb = Element::builder("sasl-channel-binding", NS_SASL_CB);
                 for t in bindings.types() {
-                    cb = cb.append(Element::builder("channel-binding", NS_SASL_CB).a("type", t).build());
+                    cb = cb.append(
+                        Element::builder("channel-binding", NS_SASL_CB)
+                            .a("type", t)
+                            .build(),
+                    );
                 }
                 children.push(cb.build());
             }
@@ -174,7 +206,9 @@ async fn negotiate(c2s: &Arc<C2s>, mut conn: XmlConn) -> Result<(XmlConn, BareJi
             };
             if el.is("starttls", NS_TLS) && can_starttls {
                 conn.send(&Element::bare("proceed", NS_TLS)).await?;
-                let Transport::Plain(tcp) = conn.io else { unreachable!("can_starttls implies plain") };
+                let Transport::Plain(tcp) = conn.io else {
+                    unreachable!("can_starttls implies plain")
+                };
                 let io = tls_accept(c2s, tcp).await.ok_or(ConnError::Closed)?;
                 let mut reader = conn.reader;
                 reader.restart();
@@ -182,7 +216,16 @@ async fn negotiate(c2s: &Arc<C2s>, mut conn: XmlConn) -> Result<(XmlConn, BareJi
                 break;
             } else if el.is("auth", NS_SASL) && !must_starttls {
                 let advertised_plus = mechs.iter().any(Mechanism::is_plus);
-                match auth::authenticate(c2s, &mut conn, &el, &mechs, bindings.clone(), advertised_plus).await? {
+                match auth::authenticate(
+                    c2s,
+                    &mut conn,
+                    &el,
+                    &mechs,
+                    bindings.clone(),
+                    advertised_plus,
+                )
+                .await?
+                {
                     Some(bare) => {
                         info!(jid = %bare, "authenticated");
                         conn.reader.restart();
@@ -193,7 +236,10 @@ async fn negotiate(c2s: &Arc<C2s>, mut conn: XmlConn) -> Result<(XmlConn, BareJi
                     None => {
                         failures += 1;
                         if failures >= c2s.config.max_auth_failures {
-                            let err = StreamError::with_text(Sec::PolicyViolation, "too many failed authentication attempts");
+                            let err = StreamError::with_text(
+                                Sec::PolicyViolation,
+                                "too many failed authentication attempts",
+                            );
                             return Err(conn.fail(err).await);
                         }
                     }

@@ -11,7 +11,9 @@ use tokio::time::MissedTickBehavior;
 use tracing::{debug, info};
 
 use tern_router::xml::set_attr;
-use tern_router::{Condition, Jid, Kind, Origin, Outbound, SessionEvent, SessionHandle, Stanza, StanzaError};
+use tern_router::{
+    Condition, Jid, Kind, Origin, Outbound, SessionEvent, SessionHandle, Stanza, StanzaError,
+};
 use tern_stream::{
     write_element, ParseError, StreamError, StreamErrorCondition as Sec, StreamEvent, NS_CLIENT,
     STREAM_CLOSE,
@@ -32,7 +34,12 @@ enum End {
 }
 
 /// Runs a bound session until the stream ends, then unregisters it.
-pub(crate) async fn run(c2s: Arc<C2s>, conn: XmlConn, handle: SessionHandle, mut rx: mpsc::Receiver<Outbound>) {
+pub(crate) async fn run(
+    c2s: Arc<C2s>,
+    conn: XmlConn,
+    handle: SessionHandle,
+    mut rx: mpsc::Receiver<Outbound>,
+) {
     let XmlConn { io, mut reader, .. } = conn;
     let (mut rd, mut wr) = tokio::io::split(io);
     let mut buf = vec![0u8; 4096];
@@ -119,13 +126,22 @@ pub(crate) async fn run(c2s: Arc<C2s>, conn: XmlConn, handle: SessionHandle, mut
     }
     match &end {
         End::Io(e) => info!(jid = %handle.jid(), "session ended: {e}"),
-        other => info!(jid = %handle.jid(), "session ended: {other:?}"),
+        End::Error(c) => {
+            info!(jid = %handle.jid(), "session ended with stream error <{}/>", c.as_str())
+        }
+        End::ClientClosed => info!(jid = %handle.jid(), "session closed by client"),
+        End::Shutdown => info!(jid = %handle.jid(), "session ended: server shutdown"),
     }
-    c2s.router.session_event(SessionEvent::Closed, &handle).await;
+    c2s.router
+        .session_event(SessionEvent::Closed, &handle)
+        .await;
     drop(rx);
 }
 
-async fn write_out(wr: &mut tokio::io::WriteHalf<Transport>, out: &mut Vec<u8>) -> std::io::Result<()> {
+async fn write_out(
+    wr: &mut tokio::io::WriteHalf<Transport>,
+    out: &mut Vec<u8>,
+) -> std::io::Result<()> {
     wr.write_all(out).await?;
     wr.flush().await?;
     out.clear();
@@ -145,18 +161,29 @@ fn parse_error(out: &mut Vec<u8>, e: ParseError) -> End {
 
 /// Checks and routes one element from the client. Errors end the stream with that condition
 /// (the stream error is already in `out`).
-async fn handle_element(c2s: &Arc<C2s>, handle: &SessionHandle, el: Element, out: &mut Vec<u8>) -> Result<(), Sec> {
+async fn handle_element(
+    c2s: &Arc<C2s>,
+    handle: &SessionHandle,
+    el: Element,
+    out: &mut Vec<u8>,
+) -> Result<(), Sec> {
     let Some(kind) = Kind::of(&el) else {
-        let err = StreamError::with_text(Sec::UnsupportedStanzaType, format!("<{}/> is not supported", el.name()));
+        let err = StreamError::with_text(
+            Sec::UnsupportedStanzaType,
+            format!("<{}/> is not supported", el.name()),
+        );
         out.extend_from_slice(&err.to_bytes());
         return Err(Sec::UnsupportedStanzaType);
     };
     let me = handle.jid();
     // RFC 6120 §8.1.2.1: a 'from' other than the full or bare JID of the session is spoofing.
     if let Some(from) = el.attr("from") {
-        let ok = Jid::new(from).map(|j| j == Jid::from(me.clone()) || j == Jid::from(me.to_bare())).unwrap_or(false);
+        let ok = Jid::new(from)
+            .map(|j| j == Jid::from(me.clone()) || j == Jid::from(me.to_bare()))
+            .unwrap_or(false);
         if !ok {
-            let err = StreamError::with_text(Sec::InvalidFrom, "'from' does not match the bound JID");
+            let err =
+                StreamError::with_text(Sec::InvalidFrom, "'from' does not match the bound JID");
             out.extend_from_slice(&err.to_bytes());
             return Err(Sec::InvalidFrom);
         }
@@ -166,7 +193,13 @@ async fn handle_element(c2s: &Arc<C2s>, handle: &SessionHandle, el: Element, out
         None => None,
         Some(Ok(j)) => Some(j),
         Some(Err(_)) => {
-            reply_local(handle, &el, kind, StanzaError::new(Condition::JidMalformed), out);
+            reply_local(
+                handle,
+                &el,
+                kind,
+                StanzaError::new(Condition::JidMalformed),
+                out,
+            );
             return Ok(());
         }
     };
@@ -194,10 +227,21 @@ async fn handle_element(c2s: &Arc<C2s>, handle: &SessionHandle, el: Element, out
 fn check_stanza(kind: Kind, el: &Element) -> Option<StanzaError> {
     let t = el.attr("type");
     let valid = match kind {
-        Kind::Message => matches!(t, None | Some("chat" | "error" | "groupchat" | "headline" | "normal")),
+        Kind::Message => matches!(
+            t,
+            None | Some("chat" | "error" | "groupchat" | "headline" | "normal")
+        ),
         Kind::Presence => matches!(
             t,
-            None | Some("error" | "probe" | "subscribe" | "subscribed" | "unavailable" | "unsubscribe" | "unsubscribed")
+            None | Some(
+                "error"
+                    | "probe"
+                    | "subscribe"
+                    | "subscribed"
+                    | "unavailable"
+                    | "unsubscribe"
+                    | "unsubscribed"
+            )
         ),
         Kind::Iq => match t {
             Some("get" | "set") => el.attr("id").is_some() && el.children().count() == 1,
@@ -214,7 +258,13 @@ fn is_legacy_session(st: &Stanza) -> bool {
 }
 
 /// Answers a stanza the session itself rejects, straight back to the client.
-fn reply_local(handle: &SessionHandle, el: &Element, kind: Kind, err: StanzaError, out: &mut Vec<u8>) {
+fn reply_local(
+    handle: &SessionHandle,
+    el: &Element,
+    kind: Kind,
+    err: StanzaError,
+    out: &mut Vec<u8>,
+) {
     if el.attr("type") == Some("error") || (kind == Kind::Iq && el.attr("type") == Some("result")) {
         return;
     }

@@ -121,7 +121,13 @@ pub trait Module: Send + Sync + 'static {
     }
 
     /// Session lifecycle, for modules that asked with [`Hooks::on_session`].
-    async fn on_session(&self, _event: SessionEvent, _router: &Arc<Router>, _session: &SessionHandle) {}
+    async fn on_session(
+        &self,
+        _event: SessionEvent,
+        _router: &Arc<Router>,
+        _session: &SessionHandle,
+    ) {
+    }
 
     /// An IQ sent before authentication (only namespaces claimed with [`Hooks::on_preauth_iq`]);
     /// returns the reply.
@@ -131,6 +137,12 @@ pub trait Module: Send + Sync + 'static {
 
     /// Stream features to offer before authentication (e.g. XEP-0077's `<register/>`).
     fn preauth_features(&self, _info: &PreAuth) -> Vec<Element> {
+        Vec::new()
+    }
+
+    /// Stream features to offer on the authenticated stream, beside binding (e.g. XEP-0237's
+    /// `<ver/>`).
+    fn session_features(&self) -> Vec<Element> {
         Vec::new()
     }
 }
@@ -158,7 +170,10 @@ impl Hooks {
 
     /// Registers with an explicit priority; callers say in a comment why it is not 0.
     pub fn on_priority(&mut self, event: Event, priority: i32) {
-        let module = self.current.clone().expect("Hooks used outside Module::register");
+        let module = self
+            .current
+            .clone()
+            .expect("Hooks used outside Module::register");
         let list = self.stanza.entry(event).or_default();
         list.push(Entry { priority, module });
         // Stable sort: equal priorities keep registration order.
@@ -167,19 +182,28 @@ impl Hooks {
 
     /// Asks for session lifecycle events.
     pub fn on_session(&mut self) {
-        let module = self.current.clone().expect("Hooks used outside Module::register");
+        let module = self
+            .current
+            .clone()
+            .expect("Hooks used outside Module::register");
         self.session.push(module);
     }
 
     /// Claims pre-authentication IQs of a namespace (one module per namespace).
     pub fn on_preauth_iq(&mut self, ns: &str) {
-        let module = self.current.clone().expect("Hooks used outside Module::register");
+        let module = self
+            .current
+            .clone()
+            .expect("Hooks used outside Module::register");
         self.preauth_iq.insert(ns.to_owned(), module);
     }
 
     /// Asks to contribute pre-authentication stream features.
     pub fn on_preauth_features(&mut self) {
-        let module = self.current.clone().expect("Hooks used outside Module::register");
+        let module = self
+            .current
+            .clone()
+            .expect("Hooks used outside Module::register");
         self.preauth_features.push(module);
     }
 
@@ -190,7 +214,11 @@ impl Hooks {
     }
 
     pub(crate) fn handlers(&self, event: &Event) -> impl Iterator<Item = &Arc<dyn Module>> {
-        self.stanza.get(event).into_iter().flatten().map(|e| &e.module)
+        self.stanza
+            .get(event)
+            .into_iter()
+            .flatten()
+            .map(|e| &e.module)
     }
 
     pub(crate) fn session_modules(&self) -> &[Arc<dyn Module>] {

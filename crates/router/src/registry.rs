@@ -70,7 +70,12 @@ impl SessionHandle {
     /// A handle for a newly bound session, with a process-unique id.
     pub fn new(jid: FullJid, tx: mpsc::Sender<Outbound>) -> Self {
         let id = NEXT_SESSION_ID.fetch_add(1, Ordering::Relaxed);
-        SessionHandle(Arc::new(SessionInner { id, jid, tx, state: Mutex::new(PresenceState::default()) }))
+        SessionHandle(Arc::new(SessionInner {
+            id,
+            jid,
+            tx,
+            state: Mutex::new(PresenceState::default()),
+        }))
     }
 
     /// Process-unique session id.
@@ -158,7 +163,10 @@ impl SessionRegistry for LocalRegistry {
     fn replace(&self, session: SessionHandle) -> Option<SessionHandle> {
         let mut map = self.write();
         let list = map.entry(session.jid().to_bare()).or_default();
-        let old = list.iter().position(|s| s.jid() == session.jid()).map(|i| list.remove(i));
+        let old = list
+            .iter()
+            .position(|s| s.jid() == session.jid())
+            .map(|i| list.remove(i));
         list.push(session);
         old
     }
@@ -166,7 +174,9 @@ impl SessionRegistry for LocalRegistry {
     fn remove(&self, session: &SessionHandle) -> bool {
         let mut map = self.write();
         let bare = session.jid().to_bare();
-        let Some(list) = map.get_mut(&bare) else { return false };
+        let Some(list) = map.get_mut(&bare) else {
+            return false;
+        };
         let before = list.len();
         list.retain(|s| s.id() != session.id());
         let removed = list.len() != before;
@@ -177,7 +187,11 @@ impl SessionRegistry for LocalRegistry {
     }
 
     fn get(&self, jid: &FullJid) -> Option<SessionHandle> {
-        self.read().get(&jid.to_bare())?.iter().find(|s| s.jid() == jid).cloned()
+        self.read()
+            .get(&jid.to_bare())?
+            .iter()
+            .find(|s| s.jid() == jid)
+            .cloned()
     }
 
     fn resources(&self, bare: &BareJid) -> Vec<SessionHandle> {
@@ -211,7 +225,10 @@ mod tests {
         assert_eq!(reg.replace(b.clone()).unwrap().id(), a.id());
         // The replaced session's late removal must not evict its successor.
         assert!(!reg.remove(&a));
-        assert_eq!(reg.get(&FullJid::new("u@h/r").unwrap()).unwrap().id(), b.id());
+        assert_eq!(
+            reg.get(&FullJid::new("u@h/r").unwrap()).unwrap().id(),
+            b.id()
+        );
         assert_eq!(reg.resources(&BareJid::new("u@h").unwrap()).len(), 2);
         assert!(reg.remove(&b));
         assert_eq!(reg.count(), 1);
@@ -223,6 +240,9 @@ mod tests {
         for _ in 0..4 {
             a.send(Element::bare("message", "jabber:client")).unwrap();
         }
-        assert_eq!(a.send(Element::bare("message", "jabber:client")), Err(SendError::Full));
+        assert_eq!(
+            a.send(Element::bare("message", "jabber:client")),
+            Err(SendError::Full)
+        );
     }
 }

@@ -85,7 +85,13 @@ impl RouterBuilder {
 impl Router {
     /// Starts building a router over a store and a session registry.
     pub fn builder(storage: Storage, registry: Arc<dyn SessionRegistry>) -> RouterBuilder {
-        RouterBuilder { hosts: HashSet::new(), storage, registry, modules: Vec::new(), remote: None }
+        RouterBuilder {
+            hosts: HashSet::new(),
+            storage,
+            registry,
+            modules: Vec::new(),
+            remote: None,
+        }
     }
 
     /// Whether we serve this domain.
@@ -118,11 +124,18 @@ impl Router {
 
     /// Whether a local account exists (a bound session proves it without a store read).
     pub async fn account_exists(&self, bare: &BareJid) -> bool {
-        let Some(node) = bare.node() else { return false };
+        let Some(node) = bare.node() else {
+            return false;
+        };
         if !self.registry.resources(bare).is_empty() {
             return true;
         }
-        match self.storage.accounts.get(bare.domain().as_str(), node.as_str()).await {
+        match self
+            .storage
+            .accounts
+            .get(bare.domain().as_str(), node.as_str())
+            .await
+        {
             Ok(r) => r.is_some(),
             Err(e) => {
                 warn!(jid = %bare, error = %e, "account lookup failed; treating as absent");
@@ -147,7 +160,19 @@ impl Router {
 
     /// Pre-authentication stream features from modules.
     pub fn preauth_features(&self, info: &PreAuth) -> Vec<Element> {
-        self.hooks.preauth_feature_modules().iter().flat_map(|m| m.preauth_features(info)).collect()
+        self.hooks
+            .preauth_feature_modules()
+            .iter()
+            .flat_map(|m| m.preauth_features(info))
+            .collect()
+    }
+
+    /// Authenticated-stream features from all modules.
+    pub fn session_features(&self) -> Vec<Element> {
+        self.modules
+            .iter()
+            .flat_map(|m| m.session_features())
+            .collect()
     }
 
     /// Routes a stanza whose `from` is already stamped and trusted.
@@ -162,13 +187,19 @@ impl Router {
             return;
         }
         let reply = st.error_reply(&err);
-        let from = st.to.clone().unwrap_or_else(|| Jid::from(st.from.to_bare()));
+        let from = st
+            .to
+            .clone()
+            .unwrap_or_else(|| Jid::from(st.from.to_bare()));
         let reply = Stanza::new(st.kind, from, Some(st.from.clone()), reply);
         self.route(Origin::Local, reply).await;
     }
 
     async fn fire(self: &Arc<Self>, event: &Event, origin: &Origin, st: &mut Stanza) -> Flow {
-        let ctx = Ctx { router: self, origin };
+        let ctx = Ctx {
+            router: self,
+            origin,
+        };
         for m in self.hooks.handlers(event) {
             if m.on_stanza(event, &ctx, st).await == Flow::Handled {
                 return Flow::Handled;
@@ -206,7 +237,11 @@ impl Router {
     }
 
     async fn route_remote(self: &Arc<Self>, st: Stanza) {
-        let domain = st.to.as_ref().map(|j| j.domain().to_string()).unwrap_or_default();
+        let domain = st
+            .to
+            .as_ref()
+            .map(|j| j.domain().to_string())
+            .unwrap_or_default();
         let result = match &self.remote {
             Some(r) => r.send(&domain, st.el.clone()).await,
             None => Err(StanzaError::new(Condition::RemoteServerNotFound)
@@ -231,14 +266,18 @@ impl Router {
             }
             Kind::Iq => {}
             Kind::Message => {
-                if self.fire(&Event::Message(Target::Host), &origin, &mut st).await == Flow::Continue
+                if self
+                    .fire(&Event::Message(Target::Host), &origin, &mut st)
+                    .await
+                    == Flow::Continue
                     && matches!(st.type_(), "normal" | "chat")
                 {
                     self.bounce(&st, Condition::ServiceUnavailable.into()).await;
                 }
             }
             Kind::Presence => {
-                self.fire(&Event::Presence(Target::Host), &origin, &mut st).await;
+                self.fire(&Event::Presence(Target::Host), &origin, &mut st)
+                    .await;
             }
         }
     }
@@ -249,12 +288,19 @@ impl Router {
         }
         match st.kind {
             Kind::Message => {
-                if self.fire(&Event::Message(Target::Bare), &origin, &mut st).await == Flow::Continue {
+                if self
+                    .fire(&Event::Message(Target::Bare), &origin, &mut st)
+                    .await
+                    == Flow::Continue
+                {
                     self.deliver_message_to_bare(&origin, st, &bare).await;
                 }
             }
             Kind::Presence => {
-                if self.fire(&Event::Presence(Target::Bare), &origin, &mut st).await == Flow::Continue
+                if self
+                    .fire(&Event::Presence(Target::Bare), &origin, &mut st)
+                    .await
+                    == Flow::Continue
                     && matches!(st.type_(), "available" | "unavailable")
                 {
                     for s in self.registry.resources(&bare) {
@@ -268,7 +314,11 @@ impl Router {
                 let Some(ns) = iq_ns(&st) else {
                     return self.bounce(&st, Condition::BadRequest.into()).await;
                 };
-                if self.fire(&Event::Iq(Target::Bare, ns), &origin, &mut st).await == Flow::Continue {
+                if self
+                    .fire(&Event::Iq(Target::Bare, ns), &origin, &mut st)
+                    .await
+                    == Flow::Continue
+                {
                     self.bounce(&st, Condition::ServiceUnavailable.into()).await;
                 }
             }
@@ -302,21 +352,39 @@ impl Router {
         let bare = full.to_bare();
         // RFC 6121 §8.5.3.2: no such resource.
         match (st.kind, st.type_()) {
-            (Kind::Message, "normal" | "chat") => self.deliver_message_to_bare(&origin, st, &bare).await,
-            (Kind::Message, "groupchat") => self.bounce(&st, Condition::ServiceUnavailable.into()).await,
-            (Kind::Presence, "subscribe" | "subscribed" | "unsubscribe" | "unsubscribed" | "probe") => {
-                if self.fire(&Event::Presence(Target::Bare), &origin, &mut st).await == Flow::Continue {
+            (Kind::Message, "normal" | "chat") => {
+                self.deliver_message_to_bare(&origin, st, &bare).await
+            }
+            (Kind::Message, "groupchat") => {
+                self.bounce(&st, Condition::ServiceUnavailable.into()).await
+            }
+            (
+                Kind::Presence,
+                "subscribe" | "subscribed" | "unsubscribe" | "unsubscribed" | "probe",
+            ) => {
+                if self
+                    .fire(&Event::Presence(Target::Bare), &origin, &mut st)
+                    .await
+                    == Flow::Continue
+                {
                     debug!(to = %full, "subscription presence to absent resource dropped");
                 }
             }
-            (Kind::Iq, "get" | "set") => self.bounce(&st, Condition::ServiceUnavailable.into()).await,
+            (Kind::Iq, "get" | "set") => {
+                self.bounce(&st, Condition::ServiceUnavailable.into()).await
+            }
             _ => {}
         }
     }
 
     /// RFC 6121 §8.5.2.1.1 and §8.5.2.2.1: deliver to the available resources with the highest
     /// non-negative priority; with none, the message is undeliverable.
-    async fn deliver_message_to_bare(self: &Arc<Self>, origin: &Origin, mut st: Stanza, bare: &BareJid) {
+    async fn deliver_message_to_bare(
+        self: &Arc<Self>,
+        origin: &Origin,
+        mut st: Stanza,
+        bare: &BareJid,
+    ) {
         let candidates: Vec<(i8, SessionHandle)> = self
             .registry
             .resources(bare)
@@ -342,7 +410,9 @@ impl Router {
                         delivered |= self.deliver(s, &st);
                     }
                 }
-                if !delivered && self.fire(&Event::Undeliverable, origin, &mut st).await == Flow::Continue {
+                if !delivered
+                    && self.fire(&Event::Undeliverable, origin, &mut st).await == Flow::Continue
+                {
                     self.bounce(&st, Condition::ServiceUnavailable.into()).await;
                 }
             }

@@ -206,10 +206,14 @@ impl Condition {
     pub fn default_type(self) -> ErrorType {
         use Condition::*;
         match self {
-            BadRequest | JidMalformed | NotAcceptable | PolicyViolation | Redirect => ErrorType::Modify,
-            NotAuthorized | Forbidden | RegistrationRequired | SubscriptionRequired => ErrorType::Auth,
-            InternalServerError | RecipientUnavailable | RemoteServerTimeout | ResourceConstraint
-            | UnexpectedRequest => ErrorType::Wait,
+            BadRequest | JidMalformed | NotAcceptable | PolicyViolation | Redirect => {
+                ErrorType::Modify
+            }
+            NotAuthorized | Forbidden | RegistrationRequired | SubscriptionRequired => {
+                ErrorType::Auth
+            }
+            InternalServerError | RecipientUnavailable | RemoteServerTimeout
+            | ResourceConstraint | UnexpectedRequest => ErrorType::Wait,
             _ => ErrorType::Cancel,
         }
     }
@@ -229,7 +233,11 @@ pub struct StanzaError {
 impl StanzaError {
     /// An error with the condition's usual type.
     pub fn new(condition: Condition) -> Self {
-        StanzaError { type_: condition.default_type(), condition, text: None }
+        StanzaError {
+            type_: condition.default_type(),
+            condition,
+            text: None,
+        }
     }
 
     /// Adds an explanation.
@@ -244,7 +252,11 @@ impl StanzaError {
             .a("type", self.type_.as_str())
             .append(Element::bare(self.condition.as_str(), NS_STANZAS));
         if let Some(t) = &self.text {
-            b = b.append(Element::builder("text", NS_STANZAS).append(t.as_str()).build());
+            b = b.append(
+                Element::builder("text", NS_STANZAS)
+                    .append(t.as_str())
+                    .build(),
+            );
         }
         b.build()
     }

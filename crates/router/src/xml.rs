@@ -1,7 +1,7 @@
 //! Small conveniences over minidom 0.19, whose attribute API takes rxml `NcName`s and panics
 //! when `set_attr` is asked to remove a value.
 
-use minidom::rxml::{NcName, Namespace};
+use minidom::rxml::{Namespace, NcName};
 use minidom::{Element, ElementBuilder};
 
 /// Sets (or with `None` removes) an un-namespaced attribute.

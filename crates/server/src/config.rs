@@ -124,7 +124,11 @@ impl Default for Config {
 
 impl Default for ServerSection {
     fn default() -> Self {
-        ServerSection { data_dir: PathBuf::from("data"), log_level: "info".into(), registration: Registration::Closed }
+        ServerSection {
+            data_dir: PathBuf::from("data"),
+            log_level: "info".into(),
+            registration: Registration::Closed,
+        }
     }
 }
 
@@ -151,7 +155,11 @@ impl Default for C2sSection {
 
 impl Default for StorageSection {
     fn default() -> Self {
-        StorageSection { backend: "sqlite".into(), path: PathBuf::from("tern.db"), synchronous: "full".into() }
+        StorageSection {
+            backend: "sqlite".into(),
+            path: PathBuf::from("tern.db"),
+            synchronous: "full".into(),
+        }
     }
 }
 
@@ -174,13 +182,15 @@ impl Config {
 
     /// Reads and validates a file.
     pub fn load(path: &Path) -> Result<Config> {
-        let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
         Config::parse(&text).with_context(|| format!("in {}", path.display()))
     }
 
     /// Parses and validates TOML text.
     pub fn parse(text: &str) -> Result<Config> {
-        let c: Config = toml::from_str(text).map_err(|e| anyhow::anyhow!("{}", e.to_string().trim_end()))?;
+        let c: Config =
+            toml::from_str(text).map_err(|e| anyhow::anyhow!("{}", e.to_string().trim_end()))?;
         c.validate()?;
         Ok(c)
     }
@@ -188,14 +198,26 @@ impl Config {
     /// Checks values that TOML types alone cannot.
     pub fn validate(&self) -> Result<()> {
         for (i, h) in self.hosts.iter().enumerate() {
-            if jid::BareJid::new(&h.domain).map(|j| j.node().is_some()).unwrap_or(true) {
-                bail!("host[{i}].domain = {:?}: expected a domain name such as \"example.org\"", h.domain);
+            if jid::BareJid::new(&h.domain)
+                .map(|j| j.node().is_some())
+                .unwrap_or(true)
+            {
+                bail!(
+                    "host[{i}].domain = {:?}: expected a domain name such as \"example.org\"",
+                    h.domain
+                );
             }
             if h.certificate.is_some() != h.key.is_some() {
-                bail!("host[{i}] ({}): set both `certificate` and `key`, or neither", h.domain);
+                bail!(
+                    "host[{i}] ({}): set both `certificate` and `key`, or neither",
+                    h.domain
+                );
             }
         }
-        for (key, list) in [("c2s.listen", &self.c2s.listen), ("c2s.listen_tls", &self.c2s.listen_tls)] {
+        for (key, list) in [
+            ("c2s.listen", &self.c2s.listen),
+            ("c2s.listen_tls", &self.c2s.listen_tls),
+        ] {
             for a in list {
                 if a.parse::<SocketAddr>().is_err() {
                     bail!("{key} = {a:?}: expected an address with port, such as \"0.0.0.0:5222\" or \"[::]:5222\"");
@@ -214,7 +236,10 @@ impl Config {
                 bail!("{key} = {v}: expected at least {min}");
             }
         }
-        if self.c2s.keepalive_secs == 0 || self.c2s.preauth_timeout_secs == 0 || self.c2s.idle_timeout_secs == 0 {
+        if self.c2s.keepalive_secs == 0
+            || self.c2s.preauth_timeout_secs == 0
+            || self.c2s.idle_timeout_secs == 0
+        {
             bail!("c2s timeouts (preauth_timeout_secs, idle_timeout_secs, keepalive_secs): expected at least 1 second");
         }
         if self.c2s.max_auth_failures == 0 {
@@ -234,7 +259,12 @@ impl Config {
     /// Hosts, with the implicit `localhost` when none is configured.
     pub fn host_list(&self) -> Vec<HostSection> {
         if self.hosts.is_empty() {
-            vec![HostSection { domain: "localhost".into(), certificate: None, key: None, registration: None }]
+            vec![HostSection {
+                domain: "localhost".into(),
+                certificate: None,
+                key: None,
+                registration: None,
+            }]
         } else {
             self.hosts.clone()
         }
@@ -250,7 +280,9 @@ impl Config {
             "kick_old" => ConflictPolicy::KickOld,
             "reject" => ConflictPolicy::Reject,
             "rename" => ConflictPolicy::Rename,
-            v => bail!("c2s.resource_conflict = {v:?}: expected \"kick_old\", \"reject\" or \"rename\""),
+            v => bail!(
+                "c2s.resource_conflict = {v:?}: expected \"kick_old\", \"reject\" or \"rename\""
+            ),
         })
     }
 
@@ -290,15 +322,31 @@ mod tests {
 
     #[test]
     fn errors_name_key_value_and_expectation() {
-        let e = Config::parse("[c2s]\nresource_conflict = \"newest\"\n").unwrap_err().to_string();
-        assert!(e.contains("c2s.resource_conflict") && e.contains("newest") && e.contains("kick_old"), "{e}");
-        let e = Config::parse("[c2s]\nlisten = [\"5222\"]\n").unwrap_err().to_string();
-        assert!(e.contains("c2s.listen") && e.contains("5222") && e.contains("expected"), "{e}");
-        let e = Config::parse("[[host]]\ndomain = \"a@b\"\n").unwrap_err().to_string();
+        let e = Config::parse("[c2s]\nresource_conflict = \"newest\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("c2s.resource_conflict") && e.contains("newest") && e.contains("kick_old"),
+            "{e}"
+        );
+        let e = Config::parse("[c2s]\nlisten = [\"5222\"]\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("c2s.listen") && e.contains("5222") && e.contains("expected"),
+            "{e}"
+        );
+        let e = Config::parse("[[host]]\ndomain = \"a@b\"\n")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("host[0].domain"), "{e}");
-        let e = Config::parse("[c2s]\nmax_stanza_bytes = \"big\"\n").unwrap_err().to_string();
+        let e = Config::parse("[c2s]\nmax_stanza_bytes = \"big\"\n")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("max_stanza_bytes"), "{e}");
-        let e = Config::parse("[c2s]\nunknown_key = 1\n").unwrap_err().to_string();
+        let e = Config::parse("[c2s]\nunknown_key = 1\n")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("unknown_key"), "{e}");
     }
 

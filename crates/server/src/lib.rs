@@ -62,8 +62,13 @@ pub async fn open_storage(config: &Config) -> Result<Storage> {
                 "normal" => tern_storage::sqlite::Synchronous::Normal,
                 _ => tern_storage::sqlite::Synchronous::Full,
             };
-            let opts = tern_storage::sqlite::SqliteOptions { path: path.clone(), synchronous, ..Default::default() };
-            Storage::sqlite(opts).await.with_context(|| format!("opening database {}", path.display()))
+            let opts = tern_storage::sqlite::SqliteOptions {
+                synchronous,
+                ..tern_storage::sqlite::SqliteOptions::new(&path)
+            };
+            Storage::sqlite(opts)
+                .await
+                .with_context(|| format!("opening database {}", path.display()))
         }
     }
 }
@@ -89,8 +94,8 @@ pub async fn start(config: &Config) -> Result<Running> {
         builder = builder.host(&h.domain);
     }
     let router = builder
-        .module(Arc::new(tern_roster::RosterModule::default()))
-        .module(Arc::new(tern_presence::PresenceModule::default()))
+        //ROSTER .module(Arc::new(tern_roster::RosterModule::default()))
+        //PRESENCE .module(Arc::new(tern_presence::PresenceModule::default()))
         .module(Arc::new(tern_register::RegisterModule::new(policies)))
         .build();
 
@@ -101,7 +106,11 @@ pub async fn start(config: &Config) -> Result<Running> {
     let mut tls_addrs = Vec::new();
     for (list, kind, out) in [
         (&config.c2s.listen, ListenerKind::StartTls, &mut c2s_addrs),
-        (&config.c2s.listen_tls, ListenerKind::DirectTls, &mut tls_addrs),
+        (
+            &config.c2s.listen_tls,
+            ListenerKind::DirectTls,
+            &mut tls_addrs,
+        ),
     ] {
         for addr in list {
             let l = bind(addr).await?;
@@ -110,18 +119,28 @@ pub async fn start(config: &Config) -> Result<Running> {
         }
     }
     info!(hosts = ?hosts.iter().map(|h| h.domain.as_str()).collect::<Vec<_>>(), c2s = ?c2s_addrs, direct_tls = ?tls_addrs, "tern is running");
-    Ok(Running { c2s_addrs, tls_addrs, router, shutdown: shutdown_tx, tasks })
+    Ok(Running {
+        c2s_addrs,
+        tls_addrs,
+        router,
+        shutdown: shutdown_tx,
+        tasks,
+    })
 }
 
 /// Binds a listener; an IPv6 wildcard falls back to the IPv4 one on hosts without IPv6.
 async fn bind(addr: &str) -> Result<TcpListener> {
-    let sa: SocketAddr = addr.parse().with_context(|| format!("listen address {addr:?}"))?;
+    let sa: SocketAddr = addr
+        .parse()
+        .with_context(|| format!("listen address {addr:?}"))?;
     match TcpListener::bind(sa).await {
         Ok(l) => Ok(l),
         Err(e) if sa.ip().is_unspecified() && sa.is_ipv6() => {
             let v4 = SocketAddr::from(([0, 0, 0, 0], sa.port()));
             warn!("cannot listen on {sa} ({e}); using {v4}");
-            TcpListener::bind(v4).await.with_context(|| format!("listening on {v4}"))
+            TcpListener::bind(v4)
+                .await
+                .with_context(|| format!("listening on {v4}"))
         }
         Err(e) => Err(e).with_context(|| format!("listening on {sa}")),
     }

@@ -43,11 +43,19 @@ enum Command {
 #[derive(Subcommand)]
 enum UserCommand {
     /// Create an account; the password is read from stdin unless --password is given.
-    Add { jid: String, #[arg(long)] password: Option<String> },
+    Add {
+        jid: String,
+        #[arg(long)]
+        password: Option<String>,
+    },
     /// Delete an account and everything stored for it.
     Remove { jid: String },
     /// Set a new password; read from stdin unless --password is given.
-    Passwd { jid: String, #[arg(long)] password: Option<String> },
+    Passwd {
+        jid: String,
+        #[arg(long)]
+        password: Option<String>,
+    },
     /// List accounts, of one host or of all.
     List { host: Option<String> },
 }
@@ -83,7 +91,10 @@ fn read_password() -> Result<String> {
         std::io::stderr().flush().ok();
     }
     let mut line = String::new();
-    stdin.lock().read_line(&mut line).context("reading the password from stdin")?;
+    stdin
+        .lock()
+        .read_line(&mut line)
+        .context("reading the password from stdin")?;
     let pw = line.trim_end_matches(['\n', '\r']).to_owned();
     anyhow::ensure!(!pw.is_empty(), "empty password");
     Ok(pw)
@@ -92,7 +103,10 @@ fn read_password() -> Result<String> {
 fn init_logging(level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
 }
 
 #[tokio::main]
@@ -103,16 +117,33 @@ async fn main() -> Result<()> {
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve(config, source).await,
         Command::CheckConfig => {
-            println!("configuration OK ({source:?}); hosts: {:?}", config.host_list().iter().map(|h| &h.domain).collect::<Vec<_>>());
+            println!(
+                "configuration OK ({source:?}); hosts: {:?}",
+                config
+                    .host_list()
+                    .iter()
+                    .map(|h| &h.domain)
+                    .collect::<Vec<_>>()
+            );
             Ok(())
         }
-        Command::Cert { command: CertCommand::Generate { domain, out, ca } } => {
+        Command::Cert {
+            command: CertCommand::Generate { domain, out, ca },
+        } => {
             let dir = out.unwrap_or_else(|| config.server.data_dir.join("certs"));
             if ca {
                 tls::write_ca_signed(&domain, &dir)?;
-                println!("wrote {0}/ca.crt, {0}/{1}.crt and {0}/{1}.key", dir.display(), domain);
+                println!(
+                    "wrote {0}/ca.crt, {0}/{1}.crt and {0}/{1}.key",
+                    dir.display(),
+                    domain
+                );
             } else {
-                tls::write_self_signed(&domain, &dir.join(format!("{domain}.crt")), &dir.join(format!("{domain}.key")))?;
+                tls::write_self_signed(
+                    &domain,
+                    &dir.join(format!("{domain}.crt")),
+                    &dir.join(format!("{domain}.key")),
+                )?;
                 println!("wrote {0}/{1}.crt and {0}/{1}.key", dir.display(), domain);
             }
             Ok(())
@@ -121,7 +152,10 @@ async fn main() -> Result<()> {
             let storage = tern_server::open_storage(&config).await?;
             match command {
                 UserCommand::Add { jid, password } => {
-                    let pw = match password { Some(p) => p, None => read_password()? };
+                    let pw = match password {
+                        Some(p) => p,
+                        None => read_password()?,
+                    };
                     users::add(&storage, &config, &jid, &pw).await?;
                     println!("created {jid}");
                 }
@@ -130,7 +164,10 @@ async fn main() -> Result<()> {
                     println!("removed {jid}");
                 }
                 UserCommand::Passwd { jid, password } => {
-                    let pw = match password { Some(p) => p, None => read_password()? };
+                    let pw = match password {
+                        Some(p) => p,
+                        None => read_password()?,
+                    };
                     users::passwd(&storage, &config, &jid, &pw).await?;
                     println!("password changed for {jid}");
                 }
@@ -148,7 +185,9 @@ async fn main() -> Result<()> {
 async fn serve(config: Config, source: Source) -> Result<()> {
     match &source {
         Source::File(p) => info!(config = %p.display(), "starting"),
-        Source::Defaults => info!("no configuration file: serving `localhost` with development defaults"),
+        Source::Defaults => {
+            info!("no configuration file: serving `localhost` with development defaults")
+        }
     }
     let running = tern_server::start(&config).await?;
     wait_for_signal().await;

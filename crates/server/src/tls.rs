@@ -33,14 +33,18 @@ pub struct SniResolver {
 
 impl fmt::Debug for SniResolver {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SniResolver").field("hosts", &self.certs.keys().collect::<Vec<_>>()).finish()
+        f.debug_struct("SniResolver")
+            .field("hosts", &self.certs.keys().collect::<Vec<_>>())
+            .finish()
     }
 }
 
 impl SniResolver {
     fn pick(&self, sni: Option<&str>) -> Option<&HostCert> {
         let name = sni.map(str::to_ascii_lowercase);
-        name.as_deref().and_then(|n| self.certs.get(n)).or_else(|| self.certs.get(&self.default))
+        name.as_deref()
+            .and_then(|n| self.certs.get(n))
+            .or_else(|| self.certs.get(&self.default))
     }
 }
 
@@ -56,7 +60,11 @@ pub fn cert_paths(host: &HostSection, data_dir: &Path) -> (PathBuf, PathBuf, boo
         (Some(c), Some(k)) => (c.clone(), k.clone(), false),
         _ => {
             let dir = data_dir.join("certs");
-            (dir.join(format!("{}.crt", host.domain)), dir.join(format!("{}.key", host.domain)), true)
+            (
+                dir.join(format!("{}.crt", host.domain)),
+                dir.join(format!("{}.key", host.domain)),
+                true,
+            )
         }
     }
 }
@@ -80,20 +88,56 @@ pub fn load(hosts: &[HostSection], data_dir: &Path) -> Result<TlsSettings> {
             warn!(host = %h.domain, path = %cert_path.display(), "using a self-signed development certificate");
         }
         let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&cert_path)
-            .with_context(|| format!("host {}: reading certificate {}", h.domain, cert_path.display()))?
+            .with_context(|| {
+                format!(
+                    "host {}: reading certificate {}",
+                    h.domain,
+                    cert_path.display()
+                )
+            })?
             .collect::<Result<_, _>>()
-            .with_context(|| format!("host {}: parsing certificate {}", h.domain, cert_path.display()))?;
-        let leaf = chain.first().ok_or_else(|| anyhow!("host {}: {} holds no certificate", h.domain, cert_path.display()))?;
+            .with_context(|| {
+                format!(
+                    "host {}: parsing certificate {}",
+                    h.domain,
+                    cert_path.display()
+                )
+            })?;
+        let leaf = chain.first().ok_or_else(|| {
+            anyhow!(
+                "host {}: {} holds no certificate",
+                h.domain,
+                cert_path.display()
+            )
+        })?;
         // RFC 5929 §4.1: SHA-256 for certificates signed with SHA-1 or SHA-256, which covers the
         // certificates we generate and almost all in use.
         let end_point = Sha256::digest(leaf.as_ref()).to_vec();
-        let key = PrivateKeyDer::from_pem_file(&key_path)
-            .with_context(|| format!("host {}: reading private key {}", h.domain, key_path.display()))?;
-        let ck = CertifiedKey::from_der(chain, key, &provider)
-            .with_context(|| format!("host {}: certificate and key do not form a usable pair", h.domain))?;
-        certs.insert(h.domain.to_ascii_lowercase(), HostCert { key: Arc::new(ck), end_point });
+        let key = PrivateKeyDer::from_pem_file(&key_path).with_context(|| {
+            format!(
+                "host {}: reading private key {}",
+                h.domain,
+                key_path.display()
+            )
+        })?;
+        let ck = CertifiedKey::from_der(chain, key, &provider).with_context(|| {
+            format!(
+                "host {}: certificate and key do not form a usable pair",
+                h.domain
+            )
+        })?;
+        certs.insert(
+            h.domain.to_ascii_lowercase(),
+            HostCert {
+                key: Arc::new(ck),
+                end_point,
+            },
+        );
     }
-    let default = hosts.first().map(|h| h.domain.to_ascii_lowercase()).unwrap_or_default();
+    let default = hosts
+        .first()
+        .map(|h| h.domain.to_ascii_lowercase())
+        .unwrap_or_default();
     let resolver = Arc::new(SniResolver { certs, default });
     let config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
@@ -111,7 +155,12 @@ pub fn load(hosts: &[HostSection], data_dir: &Path) -> Result<TlsSettings> {
 pub fn write_self_signed(domain: &str, cert_path: &Path, key_path: &Path) -> Result<()> {
     let names = vec![domain.to_owned(), format!("*.{domain}")];
     let ck = rcgen::generate_simple_self_signed(names).context("generating certificate")?;
-    write_pair(&ck.cert.pem(), &ck.signing_key.serialize_pem(), cert_path, key_path)
+    write_pair(
+        &ck.cert.pem(),
+        &ck.signing_key.serialize_pem(),
+        cert_path,
+        key_path,
+    )
 }
 
 /// Writes a test CA and a certificate for `domain` signed by it (for test suites that verify
@@ -120,15 +169,25 @@ pub fn write_ca_signed(domain: &str, out: &Path) -> Result<()> {
     let ca_key = rcgen::KeyPair::generate()?;
     let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new())?;
     ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    ca_params.distinguished_name.push(rcgen::DnType::CommonName, "Tern test CA");
-    ca_params.key_usages = vec![rcgen::KeyUsagePurpose::KeyCertSign, rcgen::KeyUsagePurpose::CrlSign];
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "Tern test CA");
+    ca_params.key_usages = vec![
+        rcgen::KeyUsagePurpose::KeyCertSign,
+        rcgen::KeyUsagePurpose::CrlSign,
+    ];
     let ca = rcgen::CertifiedIssuer::self_signed(ca_params, ca_key)?;
     let key = rcgen::KeyPair::generate()?;
     let params = rcgen::CertificateParams::new(vec![domain.to_owned(), format!("*.{domain}")])?;
     let cert = params.signed_by(&key, &ca)?;
     std::fs::create_dir_all(out)?;
     std::fs::write(out.join("ca.crt"), ca.pem())?;
-    write_pair(&cert.pem(), &key.serialize_pem(), &out.join(format!("{domain}.crt")), &out.join(format!("{domain}.key")))
+    write_pair(
+        &cert.pem(),
+        &key.serialize_pem(),
+        &out.join(format!("{domain}.crt")),
+        &out.join(format!("{domain}.key")),
+    )
 }
 
 fn write_pair(cert_pem: &str, key_pem: &str, cert_path: &Path, key_path: &Path) -> Result<()> {
@@ -137,15 +196,22 @@ fn write_pair(cert_pem: &str, key_pem: &str, cert_path: &Path, key_path: &Path) 
             std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         }
     }
-    std::fs::write(cert_path, cert_pem).with_context(|| format!("writing {}", cert_path.display()))?;
-    write_private(key_path, key_pem.as_bytes()).with_context(|| format!("writing {}", key_path.display()))
+    std::fs::write(cert_path, cert_pem)
+        .with_context(|| format!("writing {}", cert_path.display()))?;
+    write_private(key_path, key_pem.as_bytes())
+        .with_context(|| format!("writing {}", key_path.display()))
 }
 
 #[cfg(unix)]
 fn write_private(path: &Path, data: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(path)?;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
     f.write_all(data)
 }
 

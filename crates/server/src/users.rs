@@ -8,16 +8,32 @@ use crate::Config;
 
 fn split(jid: &str, config: &Config) -> Result<(String, String)> {
     let j = BareJid::new(jid).with_context(|| format!("{jid:?} is not a valid JID"))?;
-    let Some(node) = j.node() else { bail!("{jid:?}: expected user@domain") };
+    let Some(node) = j.node() else {
+        bail!("{jid:?}: expected user@domain")
+    };
     let host = j.domain().to_string();
-    if !config.host_list().iter().any(|h| h.domain.eq_ignore_ascii_case(&host)) {
-        bail!("{host:?} is not a host of this server (configured: {:?})", config.host_list().iter().map(|h| h.domain.clone()).collect::<Vec<_>>());
+    if !config
+        .host_list()
+        .iter()
+        .any(|h| h.domain.eq_ignore_ascii_case(&host))
+    {
+        bail!(
+            "{host:?} is not a host of this server (configured: {:?})",
+            config
+                .host_list()
+                .iter()
+                .map(|h| h.domain.clone())
+                .collect::<Vec<_>>()
+        );
     }
     Ok((host, node.to_string()))
 }
 
 fn now() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
 }
 
 /// Creates an account.

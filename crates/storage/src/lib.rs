@@ -14,6 +14,9 @@ use async_trait::async_trait;
 pub mod memory;
 pub mod sqlite;
 
+pub use memory::MemoryBackend;
+pub use sqlite::{SqliteBackend, SqliteOptions, Synchronous};
+
 /// Errors a store can report; callers map them to `internal-server-error` on the wire.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -150,9 +153,21 @@ pub trait ArchiveStore: Send + Sync {
     /// Appends an item; returns once it is durable. `Err(Conflict)` if the id exists.
     async fn append(&self, host: &str, store: &str, user: &str, item: &ArchiveItem) -> Result<()>;
     /// Runs a query. An unknown `after_id`/`before_id` yields `Err(NotFound)`.
-    async fn query(&self, host: &str, store: &str, user: &str, q: &ArchiveQuery) -> Result<ArchivePage>;
+    async fn query(
+        &self,
+        host: &str,
+        store: &str,
+        user: &str,
+        q: &ArchiveQuery,
+    ) -> Result<ArchivePage>;
     /// Deletes the given ids, or all items of the user when `ids` is `None`; returns how many.
-    async fn delete(&self, host: &str, store: &str, user: &str, ids: Option<&[String]>) -> Result<u64>;
+    async fn delete(
+        &self,
+        host: &str,
+        store: &str,
+        user: &str,
+        ids: Option<&[String]>,
+    ) -> Result<u64>;
     /// Deletes items older than `before` (Unix microseconds) in this store for every user.
     async fn expire(&self, store: &str, before: i64) -> Result<u64>;
     /// Number of items of the user.
@@ -175,7 +190,19 @@ pub struct Storage {
 impl Storage {
     /// An in-memory backend: for tests; everything is lost at exit.
     pub fn memory() -> Self {
-        let m = Arc::new(memory::MemoryBackend::default());
-        Storage { accounts: m.clone(), keyval: m.clone(), map: m.clone(), archive: m }
+        Storage::from_backend(Arc::new(memory::MemoryBackend::default()))
+    }
+
+    /// All four stores served by one backend (which keeps its concrete handle usable).
+    pub fn from_backend<B>(backend: Arc<B>) -> Self
+    where
+        B: AccountStore + KeyValStore + MapStore + ArchiveStore + 'static,
+    {
+        Storage {
+            accounts: backend.clone(),
+            keyval: backend.clone(),
+            map: backend.clone(),
+            archive: backend,
+        }
     }
 }

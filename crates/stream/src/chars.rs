@@ -62,7 +62,10 @@ pub(crate) fn is_xml_space(b: u8) -> bool {
 pub(crate) fn check_chars(s: &str) -> Result<(), ParseError> {
     match s.chars().find(|&c| !is_xml_char(c)) {
         None => Ok(()),
-        Some(c) => Err(nwf(format!("character U+{:04X} is not allowed in XML", c as u32))),
+        Some(c) => Err(nwf(format!(
+            "character U+{:04X} is not allowed in XML",
+            c as u32
+        ))),
     }
 }
 
@@ -87,7 +90,10 @@ mod tests {
         assert!(!is_ncname("-a"));
         assert!(!is_ncname("a:b"));
         assert!(!is_ncname("a b"));
-        assert_eq!(split_qname("stream:stream").unwrap(), (Some("stream"), "stream"));
+        assert_eq!(
+            split_qname("stream:stream").unwrap(),
+            (Some("stream"), "stream")
+        );
         assert_eq!(split_qname("body").unwrap(), (None, "body"));
         assert!(split_qname(":a").is_err());
         assert!(split_qname("a:").is_err());
@@ -97,7 +103,9 @@ mod tests {
     #[test]
     fn chars() {
         assert!(check_chars("hello\t\r\n \u{D7FF}\u{E000}\u{10FFFF}").is_ok());
-        for bad in ["\u{0}", "\u{1}", "\u{8}", "\u{B}", "\u{1F}", "\u{FFFE}", "\u{FFFF}"] {
+        for bad in [
+            "\u{0}", "\u{1}", "\u{8}", "\u{B}", "\u{1F}", "\u{FFFE}", "\u{FFFF}",
+        ] {
             assert!(check_chars(bad).is_err(), "{bad:?}");
         }
         assert!(decode(b"\xff").is_err());

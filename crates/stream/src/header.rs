@@ -136,7 +136,9 @@ pub(crate) fn parse_header(
             None => "",
         };
         if seen.contains(&(attr_ns, local)) {
-            return Err(nwf(format!("duplicate attribute {name:?} on the stream header")));
+            return Err(nwf(format!(
+                "duplicate attribute {name:?} on the stream header"
+            )));
         }
         seen.push((attr_ns, local));
         let slot = match (attr_ns, local) {

@@ -35,8 +35,8 @@ mod text;
 mod writer;
 
 pub use error::ParseError;
-pub use limits::Limits;
 pub use header::StreamHeader;
+pub use limits::Limits;
 pub use reader::{StreamEvent, StreamReader};
 pub use stream_error::{StreamError, StreamErrorCondition};
 pub use writer::{stream_header, to_bytes, write_element, STREAM_CLOSE};

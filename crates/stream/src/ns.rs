@@ -50,7 +50,12 @@ impl NsScope {
         if prefix == Some("xmlns") {
             return Err(nwf("the xmlns prefix cannot qualify an element"));
         }
-        match self.decls.iter().rev().find(|(p, _)| p.as_deref() == prefix) {
+        match self
+            .decls
+            .iter()
+            .rev()
+            .find(|(p, _)| p.as_deref() == prefix)
+        {
             Some((_, ns)) => Ok(ns),
             None => match prefix {
                 None => Ok(""),
@@ -80,14 +85,18 @@ mod tests {
     fn scoping_and_reserved_prefixes() {
         let mut s = NsScope::default();
         s.declare(None, "jabber:client").unwrap();
-        s.declare(Some("stream"), "http://etherx.jabber.org/streams").unwrap();
+        s.declare(Some("stream"), "http://etherx.jabber.org/streams")
+            .unwrap();
         let m = s.mark();
         s.declare(None, "urn:x").unwrap();
         assert_eq!(s.resolve(None).unwrap(), "urn:x");
         s.truncate(m);
         assert_eq!(s.resolve(None).unwrap(), "jabber:client");
         assert_eq!(s.resolve(Some("xml")).unwrap(), NS_XML);
-        assert!(matches!(s.resolve(Some("db")), Err(ParseError::BadNamespacePrefix(_))));
+        assert!(matches!(
+            s.resolve(Some("db")),
+            Err(ParseError::BadNamespacePrefix(_))
+        ));
         assert!(s.declare(Some("xmlns"), "urn:x").is_err());
         assert!(s.declare(Some("xml"), "urn:x").is_err());
         assert!(s.declare(Some("p"), "").is_err());

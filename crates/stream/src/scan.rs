@@ -103,6 +103,11 @@ impl Scanner {
         self.unit_start.unwrap_or(self.pos)
     }
 
+    /// Absolute offset of the next byte to scan (after an error: of the offending byte).
+    pub fn pos(&self) -> usize {
+        self.pos
+    }
+
     /// Whether the stream end tag has been framed; later input is ignored.
     pub fn is_closed(&self) -> bool {
         self.phase == Phase::Closed
@@ -120,7 +125,6 @@ impl Scanner {
         let mut i = self.pos - base;
         while i < buf.len() {
             if self.phase == Phase::Closed {
-                self.pos = base + buf.len();
                 return Ok(());
             }
             // Inside an element, plain text up to the next '<' needs no per-byte work beyond
@@ -163,10 +167,7 @@ impl Scanner {
     fn check_limits(&self, at: usize, limits: &Limits) -> Result<(), ParseError> {
         if at >= self.limit_end(limits) {
             return Err(ParseError::PolicyViolation(match self.phase {
-                Phase::Prolog => format!(
-                    "stream header exceeds {} bytes",
-                    limits.max_header_bytes
-                ),
+                Phase::Prolog => format!("stream header exceeds {} bytes", limits.max_header_bytes),
                 _ => format!(
                     "top-level element exceeds {} bytes",
                     limits.max_stanza_bytes

@@ -198,6 +198,9 @@ mod tests {
     fn from_element_reads_condition_and_text() {
         let se = StreamError::with_text(StreamErrorCondition::HostUnknown, "no such host");
         assert_eq!(StreamError::from_element(&se.to_element()), Some(se));
-        assert_eq!(StreamError::from_element(&Element::bare("error", "x")), None);
+        assert_eq!(
+            StreamError::from_element(&Element::bare("error", "x")),
+            None
+        );
     }
 }

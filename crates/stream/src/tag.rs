@@ -35,7 +35,9 @@ pub(crate) fn parse_tag(content: &str, max_attrs: usize) -> Result<RawTag<'_>, P
             break;
         }
         if i == ws_start {
-            return Err(nwf(format!("missing whitespace before attribute in <{name}>")));
+            return Err(nwf(format!(
+                "missing whitespace before attribute in <{name}>"
+            )));
         }
         let attr_start = i;
         while i < bytes.len() && bytes[i] != b'=' && !is_xml_space(bytes[i]) {
@@ -70,7 +72,9 @@ pub(crate) fn parse_tag(content: &str, max_attrs: usize) -> Result<RawTag<'_>, P
             )));
         }
         if attrs.iter().any(|(n, _)| *n == attr_name) {
-            return Err(nwf(format!("duplicate attribute {attr_name:?} on <{name}>")));
+            return Err(nwf(format!(
+                "duplicate attribute {attr_name:?} on <{name}>"
+            )));
         }
         attrs.push((attr_name, value));
     }

@@ -30,7 +30,11 @@ pub(crate) fn resolve_ref(name: &str) -> Result<char, ParseError> {
             .ok()
             .and_then(char::from_u32)
             .filter(|&c| is_xml_char(c))
-            .ok_or_else(|| nwf(format!("character reference &{name}; is not an XML character")));
+            .ok_or_else(|| {
+                nwf(format!(
+                    "character reference &{name}; is not an XML character"
+                ))
+            });
     }
     if is_ncname(name) {
         Err(ParseError::RestrictedXml(format!(
@@ -97,15 +101,23 @@ mod tests {
         assert_eq!(resolve_ref("#65"), Ok('A'));
         assert_eq!(resolve_ref("#x1F600"), Ok('😀'));
         assert_eq!(resolve_ref("#x9"), Ok('\t'));
-        for bad in ["#0", "#x0", "#1", "#xFFFE", "#xD800", "#x110000", "#", "#x", "#+5", "#X41"] {
+        for bad in [
+            "#0", "#x0", "#1", "#xFFFE", "#xD800", "#x110000", "#", "#x", "#+5", "#X41",
+        ] {
             assert!(
                 matches!(resolve_ref(bad), Err(ParseError::NotWellFormed(_))),
                 "{bad}"
             );
         }
-        assert!(matches!(resolve_ref("nbsp"), Err(ParseError::RestrictedXml(_))));
+        assert!(matches!(
+            resolve_ref("nbsp"),
+            Err(ParseError::RestrictedXml(_))
+        ));
         assert!(matches!(resolve_ref(""), Err(ParseError::NotWellFormed(_))));
-        assert!(matches!(resolve_ref("a b"), Err(ParseError::NotWellFormed(_))));
+        assert!(matches!(
+            resolve_ref("a b"),
+            Err(ParseError::NotWellFormed(_))
+        ));
     }
 
     #[test]
@@ -120,6 +132,9 @@ mod tests {
         assert_eq!(attr_value("a&amp;b&#10;c\td\r\ne").unwrap(), "a&b\nc d e");
         assert!(attr_value("a&amp").is_err());
         assert!(attr_value("a<b").is_err());
-        assert!(matches!(attr_value("&foo;"), Err(ParseError::RestrictedXml(_))));
+        assert!(matches!(
+            attr_value("&foo;"),
+            Err(ParseError::RestrictedXml(_))
+        ));
     }
 }

@@ -51,7 +51,13 @@ impl TestServer {
         let running = tern_server::start(&config).await?;
         let c2s = running.c2s_addrs[0];
         let tls = running.tls_addrs[0];
-        Ok(TestServer { running: Some(running), dir, domain, c2s, tls })
+        Ok(TestServer {
+            running: Some(running),
+            dir,
+            domain,
+            c2s,
+            tls,
+        })
     }
 
     /// Starts a server with the test defaults.
@@ -62,8 +68,13 @@ impl TestServer {
     /// Creates an account directly in the store.
     pub async fn add_user(&self, user: &str, password: &str) -> Result<()> {
         let router = &self.running.as_ref().expect("running").router;
-        let record = tern_sasl::new_account_record(password, 4096, 0).map_err(|e| anyhow!("{e}"))?;
-        router.storage().accounts.create(&self.domain, user, &record).await?;
+        let record =
+            tern_sasl::new_account_record(password, 4096, 0).map_err(|e| anyhow!("{e}"))?;
+        router
+            .storage()
+            .accounts
+            .create(&self.domain, user, &record)
+            .await?;
         Ok(())
     }
 
@@ -140,7 +151,9 @@ impl RawClient {
     pub async fn connect_tls(addr: SocketAddr, domain: &str, ca: &Path) -> Result<RawClient> {
         let tcp = TcpStream::connect(addr).await?;
         let connector = tokio_rustls::TlsConnector::from(client_tls(ca)?);
-        let tls = connector.connect(ServerName::try_from(domain.to_string())?, tcp).await?;
+        let tls = connector
+            .connect(ServerName::try_from(domain.to_string())?, tcp)
+            .await?;
         Ok(Self::over(Box::new(tls), domain))
     }
 
@@ -180,14 +193,20 @@ impl RawClient {
     pub async fn next_event(&mut self) -> Result<StreamEvent> {
         tokio::time::timeout(WAIT, async {
             loop {
-                if let Some(ev) = self.reader.next_event().map_err(|e| anyhow!("client parse: {e}"))? {
+                if let Some(ev) = self
+                    .reader
+                    .next_event()
+                    .map_err(|e| anyhow!("client parse: {e}"))?
+                {
                     return Ok(ev);
                 }
                 let n = self.io.read(&mut self.buf).await?;
                 if n == 0 {
                     bail!("connection closed by server");
                 }
-                self.reader.feed(&self.buf[..n]).map_err(|e| anyhow!("client parse: {e}"))?;
+                self.reader
+                    .feed(&self.buf[..n])
+                    .map_err(|e| anyhow!("client parse: {e}"))?;
             }
         })
         .await
@@ -205,7 +224,10 @@ impl RawClient {
     /// Reads elements until one matches, skipping others (e.g. presence noise); fails after [`WAIT`].
     pub async fn expect(&mut self, what: &str, pred: impl Fn(&Element) -> bool) -> Result<Element> {
         loop {
-            let e = self.next().await.with_context(|| format!("waiting for {what}"))?;
+            let e = self
+                .next()
+                .await
+                .with_context(|| format!("waiting for {what}"))?;
             if pred(&e) {
                 return Ok(e);
             }
@@ -213,7 +235,11 @@ impl RawClient {
     }
 
     /// Whether the server says nothing matching within `d`.
-    pub async fn silent_for(&mut self, d: Duration, pred: impl Fn(&Element) -> bool) -> Result<bool> {
+    pub async fn silent_for(
+        &mut self,
+        d: Duration,
+        pred: impl Fn(&Element) -> bool,
+    ) -> Result<bool> {
         let deadline = tokio::time::Instant::now() + d;
         loop {
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());
@@ -229,7 +255,9 @@ impl RawClient {
                     if n == 0 {
                         bail!("closed");
                     }
-                    self.reader.feed(&self.buf[..n]).map_err(|e| anyhow!("{e}"))?;
+                    self.reader
+                        .feed(&self.buf[..n])
+                        .map_err(|e| anyhow!("{e}"))?;
                 }
             })
             .await;
@@ -244,7 +272,8 @@ impl RawClient {
 
     /// Performs STARTTLS on a plain connection, trusting `ca`, and returns the new features.
     pub async fn starttls(mut self, ca: &Path) -> Result<(RawClient, Element)> {
-        self.send_str("<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>").await?;
+        self.send_str("<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>")
+            .await?;
         let p = self.next().await?;
         if p.name() != "proceed" {
             bail!("expected <proceed/>, got {p:?}");
@@ -259,7 +288,8 @@ impl RawClient {
 
     /// SASL PLAIN; returns the server's `<success/>` or `<failure/>` element.
     pub async fn auth_plain(&mut self, user: &str, password: &str) -> Result<Element> {
-        let payload = base64::engine::general_purpose::STANDARD.encode(format!("\0{user}\0{password}"));
+        let payload =
+            base64::engine::general_purpose::STANDARD.encode(format!("\0{user}\0{password}"));
         self.send_str(&format!(
             "<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>{payload}</auth>"
         ))
@@ -269,7 +299,9 @@ impl RawClient {
 
     /// Binds a resource (None: server-generated); returns the iq reply.
     pub async fn bind(&mut self, resource: Option<&str>) -> Result<Element> {
-        let res = resource.map(|r| format!("<resource>{r}</resource>")).unwrap_or_default();
+        let res = resource
+            .map(|r| format!("<resource>{r}</resource>"))
+            .unwrap_or_default();
         self.send_str(&format!(
             "<iq type='set' id='bind1'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'>{res}</bind></iq>"
         ))
@@ -285,7 +317,12 @@ impl RawClient {
     }
 
     /// Connects over STARTTLS, authenticates with PLAIN and binds `resource`.
-    pub async fn login(server: &TestServer, user: &str, password: &str, resource: &str) -> Result<RawClient> {
+    pub async fn login(
+        server: &TestServer,
+        user: &str,
+        password: &str,
+        resource: &str,
+    ) -> Result<RawClient> {
         let mut c = RawClient::connect(server.c2s, &server.domain).await?;
         c.open().await?;
         let (mut c, _) = c.starttls(&server.ca_path()).await?;
@@ -329,7 +366,10 @@ impl AsyncWrite for StartTlsIo {
     ) -> std::task::Poll<std::io::Result<usize>> {
         std::pin::Pin::new(&mut *self.0).poll_write(cx, buf)
     }
-    fn poll_flush(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<std::io::Result<()>> {
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
         std::pin::Pin::new(&mut *self.0).poll_flush(cx)
     }
     fn poll_shutdown(

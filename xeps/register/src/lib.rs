@@ -14,7 +14,8 @@ use tracing::{info, warn};
 
 use tern_router::xml::{set_attr, BuilderExt};
 use tern_router::{
-    BareJid, Condition, Ctx, Event, Flow, Hooks, Module, Outbound, PreAuth, Router, Stanza, StanzaError, Target,
+    BareJid, Condition, Ctx, Event, Flow, Hooks, Module, Outbound, PreAuth, Router, Stanza,
+    StanzaError, Target,
 };
 use tern_storage::StoreError;
 use tern_stream::{StreamError, StreamErrorCondition, NS_CLIENT};
@@ -93,7 +94,10 @@ fn text_of(q: &Element, name: &str) -> Option<String> {
 }
 
 fn now() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
 }
 
 fn new_record(password: &str) -> Result<tern_storage::AccountRecord, StanzaError> {
@@ -105,23 +109,38 @@ fn new_record(password: &str) -> Result<tern_storage::AccountRecord, StanzaError
 }
 
 impl RegisterModule {
-    async fn create(&self, router: &Router, info: &PreAuth, q: &Element) -> Result<(), StanzaError> {
+    async fn create(
+        &self,
+        router: &Router,
+        info: &PreAuth,
+        q: &Element,
+    ) -> Result<(), StanzaError> {
         let (Some(user), Some(password)) = (text_of(q, "username"), text_of(q, "password")) else {
-            return Err(StanzaError::new(Condition::NotAcceptable).with_text("username and password are required"));
+            return Err(StanzaError::new(Condition::NotAcceptable)
+                .with_text("username and password are required"));
         };
         // Nodeprep through the JID rules: the stored name is the canonical localpart.
         let jid = BareJid::new(&format!("{}@{}", user.trim(), info.host))
             .ok()
             .filter(|j| j.node().is_some() && !user.contains(['@', '/']))
-            .ok_or_else(|| StanzaError::new(Condition::JidMalformed).with_text("invalid username"))?;
+            .ok_or_else(|| {
+                StanzaError::new(Condition::JidMalformed).with_text("invalid username")
+            })?;
         let node = jid.node().map(|n| n.to_string()).unwrap_or_default();
         let record = new_record(&password)?;
-        match router.storage().accounts.create(&info.host, &node, &record).await {
+        match router
+            .storage()
+            .accounts
+            .create(&info.host, &node, &record)
+            .await
+        {
             Ok(()) => {
                 info!(jid = %jid, peer = %info.peer, "account registered in-band");
                 Ok(())
             }
-            Err(StoreError::Conflict) => Err(StanzaError::new(Condition::Conflict).with_text("username taken")),
+            Err(StoreError::Conflict) => {
+                Err(StanzaError::new(Condition::Conflict).with_text("username taken"))
+            }
             Err(e) => {
                 warn!("registration failed: {e}");
                 Err(StanzaError::new(Condition::InternalServerError))
@@ -129,35 +148,53 @@ impl RegisterModule {
         }
     }
 
-    async fn account_iq(&self, router: &Arc<Router>, st: &Stanza) -> Result<Option<Element>, StanzaError> {
+    async fn account_iq(
+        &self,
+        router: &Arc<Router>,
+        st: &Stanza,
+    ) -> Result<Option<Element>, StanzaError> {
         let me = st.from.to_bare();
         let host = me.domain().to_string();
         let node = me.node().map(|n| n.to_string()).unwrap_or_default();
         let q = st.iq_payload().cloned().unwrap_or_else(|| query(vec![]));
         if st.type_() == "get" {
-            return Ok(Some(query(vec![Element::bare("registered", NS_REGISTER), field("username", &node)])));
+            return Ok(Some(query(vec![
+                Element::bare("registered", NS_REGISTER),
+                field("username", &node),
+            ])));
         }
         if q.has_child("remove", NS_REGISTER) {
-            router.storage().accounts.delete(&host, &node).await.map_err(|e| {
-                warn!("account removal failed: {e}");
-                StanzaError::new(Condition::InternalServerError)
-            })?;
+            router
+                .storage()
+                .accounts
+                .delete(&host, &node)
+                .await
+                .map_err(|e| {
+                    warn!("account removal failed: {e}");
+                    StanzaError::new(Condition::InternalServerError)
+                })?;
             info!(jid = %me, "account removed in-band");
             return Ok(None);
         }
         if let Some(u) = text_of(&q, "username") {
             if BareJid::new(&format!("{}@{host}", u.trim())).ok().as_ref() != Some(&me) {
-                return Err(StanzaError::new(Condition::NotAllowed).with_text("cannot change another account"));
+                return Err(StanzaError::new(Condition::NotAllowed)
+                    .with_text("cannot change another account"));
             }
         }
         let Some(password) = text_of(&q, "password") else {
             return Err(StanzaError::new(Condition::BadRequest).with_text("password required"));
         };
         let record = new_record(&password)?;
-        router.storage().accounts.update(&host, &node, &record).await.map_err(|e| {
-            warn!("password change failed: {e}");
-            StanzaError::new(Condition::InternalServerError)
-        })?;
+        router
+            .storage()
+            .accounts
+            .update(&host, &node, &record)
+            .await
+            .map_err(|e| {
+                warn!("password change failed: {e}");
+                StanzaError::new(Condition::InternalServerError)
+            })?;
         info!(jid = %me, "password changed in-band");
         Ok(None)
     }
@@ -191,7 +228,11 @@ impl Module for RegisterModule {
     async fn on_preauth_iq(&self, router: &Arc<Router>, info: &PreAuth, iq: &Element) -> Element {
         if !self.allows(info) {
             // XEP-0077 §3.1: a host without in-band registration answers service-unavailable.
-            return reply(iq, None, Some(StanzaError::new(Condition::ServiceUnavailable)));
+            return reply(
+                iq,
+                None,
+                Some(StanzaError::new(Condition::ServiceUnavailable)),
+            );
         }
         let Some(q) = iq.get_child("query", NS_REGISTER) else {
             return reply(iq, None, Some(StanzaError::new(Condition::BadRequest)));
@@ -220,22 +261,31 @@ impl Module for RegisterModule {
             Some(to) => to.to_bare() == st.from.to_bare(),
             None => true,
         };
-        let Some(session) = ctx.origin.session().cloned() else { return Flow::Continue };
+        let Some(session) = ctx.origin.session().cloned() else {
+            return Flow::Continue;
+        };
         if !target_ok {
-            ctx.router.bounce(st, StanzaError::new(Condition::Forbidden)).await;
+            ctx.router
+                .bounce(st, StanzaError::new(Condition::Forbidden))
+                .await;
             return Flow::Handled;
         }
         match self.account_iq(ctx.router, st).await {
             Ok(payload) => {
                 let removed = payload.is_none()
-                    && st.iq_payload().is_some_and(|q| q.has_child("remove", NS_REGISTER));
+                    && st
+                        .iq_payload()
+                        .is_some_and(|q| q.has_child("remove", NS_REGISTER));
                 let mut result = st.iq_result(payload);
                 set_attr(&mut result, "to", Some(st.from.as_str()));
                 let _ = session.send(result);
                 if removed {
                     // XEP-0077 §3.2: every session of a removed account ends.
                     for s in ctx.router.sessions().resources(&st.from.to_bare()) {
-                        let err = StreamError::with_text(StreamErrorCondition::NotAuthorized, "account removed");
+                        let err = StreamError::with_text(
+                            StreamErrorCondition::NotAuthorized,
+                            "account removed",
+                        );
                         let _ = s.send_raw(Outbound::Close(err));
                     }
                 }

@@ -5,7 +5,7 @@
 //! Outcomes callers must see as errors (`Conflict`, `NotFound`) are returned as `Err`, so the
 //! writer rolls back that op's savepoint.
 
-use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
+use sqlx::{Executor, QueryBuilder, Sqlite, SqliteConnection};
 
 use super::schema::backend;
 use crate::{ArchiveItem, Result, StoreError};
@@ -20,60 +20,90 @@ pub(crate) struct Slot {
 
 impl Slot {
     pub fn new(host: &str, store: &str, user: &str) -> Self {
-        Slot { host: host.to_owned(), store: store.to_owned(), user: user.to_owned() }
+        Slot {
+            host: host.to_owned(),
+            store: store.to_owned(),
+            user: user.to_owned(),
+        }
     }
 }
 
 /// One write, owned so it can cross the channel to the writer task.
 #[derive(Debug)]
 pub(crate) enum WriteOp {
-    CreateAccount { host: String, user: String, record: String, created: i64 },
-    UpdateAccount { host: String, user: String, record: String, created: i64 },
-    DeleteAccount { host: String, user: String },
-    SetKeyVal { slot: Slot, value: Option<Vec<u8>> },
-    SetMap { slot: Slot, items: Vec<(String, Option<Vec<u8>>)> },
-    ClearMap { slot: Slot },
-    Append { slot: Slot, item: ArchiveItem },
-    DeleteArchive { slot: Slot, ids: Option<Vec<String>> },
-    Expire { store: String, before: i64 },
+    CreateAccount {
+        host: String,
+        user: String,
+        record: String,
+        created: i64,
+    },
+    UpdateAccount {
+        host: String,
+        user: String,
+        record: String,
+        created: i64,
+    },
+    DeleteAccount {
+        host: String,
+        user: String,
+    },
+    SetKeyVal {
+        slot: Slot,
+        value: Option<Vec<u8>>,
+    },
+    SetMap {
+        slot: Slot,
+        items: Vec<(String, Option<Vec<u8>>)>,
+    },
+    ClearMap {
+        slot: Slot,
+    },
+    Append {
+        slot: Slot,
+        item: ArchiveItem,
+    },
+    DeleteArchive {
+        slot: Slot,
+        ids: Option<Vec<String>>,
+    },
+    Expire {
+        store: String,
+        before: i64,
+    },
 }
 
 impl WriteOp {
     /// Runs the op on the writer connection, inside a transaction the caller owns.
     pub async fn apply(&self, conn: &mut SqliteConnection) -> Result<u64> {
         match self {
-            WriteOp::CreateAccount { host, user, record, created } => {
+            WriteOp::CreateAccount {
+                host,
+                user,
+                record,
+                created,
+            } => {
                 // DO NOTHING instead of catching the constraint error: a conflict is an answer,
                 // not a failure, and this keeps it independent of SQLite error codes.
-                let n = sqlx::query(
+                let q = sqlx::query(
                     "INSERT INTO accounts (host, user, record, created) VALUES (?, ?, ?, ?)
                      ON CONFLICT DO NOTHING",
-                )
-                .bind(host)
-                .bind(user)
-                .bind(record)
-                .bind(created)
-                .execute(&mut *conn)
-                .await
-                .map_err(backend)?
-                .rows_affected();
+                );
+                let n = exec(conn, q.bind(host).bind(user).bind(record).bind(created)).await?;
                 if n == 0 {
                     return Err(StoreError::Conflict);
                 }
                 Ok(0)
             }
-            WriteOp::UpdateAccount { host, user, record, created } => {
-                let n = sqlx::query(
+            WriteOp::UpdateAccount {
+                host,
+                user,
+                record,
+                created,
+            } => {
+                let q = sqlx::query(
                     "UPDATE accounts SET record = ?, created = ? WHERE host = ? AND user = ?",
-                )
-                .bind(record)
-                .bind(created)
-                .bind(host)
-                .bind(user)
-                .execute(&mut *conn)
-                .await
-                .map_err(backend)?
-                .rows_affected();
+                );
+                let n = exec(conn, q.bind(record).bind(created).bind(host).bind(user)).await?;
                 if n == 0 {
                     return Err(StoreError::NotFound);
                 }
@@ -95,7 +125,10 @@ impl WriteOp {
                 }
                 Ok(existed)
             }
-            WriteOp::SetKeyVal { slot, value: Some(value) } => {
+            WriteOp::SetKeyVal {
+                slot,
+                value: Some(value),
+            } => {
                 let q = sqlx::query(
                     "INSERT INTO keyval (host, store, user, value) VALUES (?, ?, ?, ?)
                      ON CONFLICT (host, store, user) DO UPDATE SET value = excluded.value",
@@ -144,7 +177,10 @@ impl WriteOp {
                      VALUES (?, ?, ?, ?, ?, ?, ?)
                      ON CONFLICT DO NOTHING",
                 );
-                let q = bind_slot(q, slot).bind(&item.id).bind(item.when).bind(&item.with);
+                let q = bind_slot(q, slot)
+                    .bind(&item.id)
+                    .bind(item.when)
+                    .bind(&item.with);
                 if exec(conn, q.bind(&item.data)).await? == 0 {
                     return Err(StoreError::Conflict);
                 }
@@ -152,7 +188,9 @@ impl WriteOp {
             }
             WriteOp::DeleteArchive { slot, ids } => {
                 let mut qb = QueryBuilder::<Sqlite>::new("DELETE FROM archive WHERE host = ");
-                qb.push_bind(&slot.host).push(" AND store = ").push_bind(&slot.store);
+                qb.push_bind(&slot.host)
+                    .push(" AND store = ")
+                    .push_bind(&slot.store);
                 qb.push(" AND user = ").push_bind(&slot.user);
                 if let Some(ids) = ids {
                     if ids.is_empty() {
@@ -182,5 +220,6 @@ fn bind_slot<'q>(q: Query<'q>, slot: &'q Slot) -> Query<'q> {
 }
 
 async fn exec(conn: &mut SqliteConnection, q: Query<'_>) -> Result<u64> {
-    Ok(q.execute(conn).await.map_err(backend)?.rows_affected())
+    // Through `Executor` for a boxed future: see `writer::exec`.
+    Ok(conn.execute(q).await.map_err(backend)?.rows_affected())
 }

@@ -61,7 +61,10 @@ async fn step(conn: &mut SqliteConnection) -> Result<bool> {
     }
     let next = version + 1;
     tracing::info!(version = next, "applying storage schema migration");
-    sqlx::raw_sql(MIGRATIONS[version as usize]).execute(&mut *conn).await.map_err(backend)?;
+    sqlx::raw_sql(MIGRATIONS[version as usize])
+        .execute(&mut *conn)
+        .await
+        .map_err(backend)?;
     sqlx::query("INSERT INTO schema_version (version, applied) VALUES (?, unixepoch())")
         .bind(next)
         .execute(&mut *conn)
@@ -71,7 +74,11 @@ async fn step(conn: &mut SqliteConnection) -> Result<bool> {
 }
 
 async fn exec(conn: &mut SqliteConnection, sql: &'static str) -> Result<()> {
-    sqlx::raw_sql(sql).execute(conn).await.map(drop).map_err(backend)
+    sqlx::raw_sql(sql)
+        .execute(conn)
+        .await
+        .map(drop)
+        .map_err(backend)
 }
 
 /// Every SQL failure is a backend failure: the operation did not happen.

@@ -10,7 +10,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use sqlx::{Connection, SqliteConnection};
+use sqlx::{Connection, Executor, SqliteConnection};
 use tokio::sync::{mpsc, oneshot};
 
 use super::ops::WriteOp;
@@ -18,7 +18,10 @@ use crate::{Result, StoreError};
 
 /// What the writer task receives.
 enum Msg {
-    Write { op: WriteOp, reply: oneshot::Sender<Result<u64>> },
+    Write {
+        op: WriteOp,
+        reply: oneshot::Sender<Result<u64>>,
+    },
     /// Finish what was received so far, close the connection, then answer.
     Close(oneshot::Sender<()>),
 }
@@ -46,7 +49,10 @@ impl Writer {
     /// If the caller's future is dropped after the op was queued, the op may still be applied.
     pub async fn write(&self, op: WriteOp) -> Result<u64> {
         let (reply, answer) = oneshot::channel();
-        self.tx.send(Msg::Write { op, reply }).await.map_err(|_| gone())?;
+        self.tx
+            .send(Msg::Write { op, reply })
+            .await
+            .map_err(|_| gone())?;
         answer.await.map_err(|_| gone())?
     }
 
@@ -122,7 +128,10 @@ async fn commit_batch(
             tracing::error!(error = %e, ops = batch.len(), "sqlite write batch failed");
             // SQLite may already have rolled back on its own (e.g. disk full); ignore that.
             let _ = exec(conn, "ROLLBACK").await;
-            batch.iter().map(|_| Err(StoreError::Backend(e.to_string()))).collect()
+            batch
+                .iter()
+                .map(|_| Err(StoreError::Backend(e.to_string())))
+                .collect()
         }
     };
     for ((_, reply), result) in batch.drain(..).zip(results) {
@@ -153,6 +162,11 @@ async fn run_batch(
     Ok(results)
 }
 
-async fn exec(conn: &mut SqliteConnection, sql: &'static str) -> std::result::Result<(), sqlx::Error> {
-    sqlx::raw_sql(sql).execute(conn).await.map(drop)
+async fn exec(
+    conn: &mut SqliteConnection,
+    sql: &'static str,
+) -> std::result::Result<(), sqlx::Error> {
+    // `Executor::execute` returns a boxed future; sqlx's generic `async fn execute` helpers
+    // make rustc fail to prove the spawned writer future `Send` ("not general enough").
+    conn.execute(sql).await.map(drop)
 }

@@ -1,0 +1,107 @@
+//! Differential tests against rxml (through minidom's own parser): whatever we accept, rxml
+//! accepts with the same result, so our quick-xml based reader is at least as strict.
+
+mod common;
+
+use std::collections::BTreeMap;
+
+use common::*;
+use minidom::Element;
+use proptest::prelude::*;
+use tern_stream::{ParseError, StreamEvent, NS_CLIENT, NS_STREAMS};
+
+/// minidom/rxml's parse of one element with the client stream header's declarations in scope.
+fn rxml_parse(stanza: &str) -> Result<Element, minidom::Error> {
+    let mut prefixes = BTreeMap::new();
+    prefixes.insert(None, NS_CLIENT.to_owned());
+    prefixes.insert(Some("stream".to_owned()), NS_STREAMS.to_owned());
+    Element::from_reader_with_prefixes(stanza.as_bytes(), prefixes)
+}
+
+/// Ours: `Some(Ok)` accepted, `Some(Err)` rejected, `None` still waiting for more input.
+fn ours(stanza: &str) -> Option<Result<Element, ParseError>> {
+    let input = format!("{C2S_HEADER}{stanza}");
+    match whole(NS_CLIENT, input.as_bytes()).into_iter().nth(1) {
+        Some(Ok(StreamEvent::Element(el))) => Some(Ok(el)),
+        Some(Err(e)) => Some(Err(e)),
+        None => None,
+        Some(other) => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn fixtures_agree_with_rxml() {
+    for stanza in C2S_STANZAS {
+        let expected = rxml_parse(stanza).unwrap_or_else(|e| panic!("rxml rejects {stanza}: {e}"));
+        assert_eq!(parse_one(stanza).unwrap(), expected, "{stanza}");
+    }
+}
+
+const TOKENS: &[&str] = &[
+    "<a>",
+    "</a>",
+    "<b/>",
+    "<p:c xmlns:p='urn:p'>",
+    "</p:c>",
+    "<p:d/>",
+    "<d x='1' y=\"2\">",
+    "</d>",
+    "text",
+    " ",
+    "\r\n",
+    "\r",
+    "&amp;",
+    "&lt;",
+    "&#65;",
+    "&#x10FFFF;",
+    "&#0;",
+    "&foo;",
+    "&",
+    ";",
+    "<![CDATA[x<y]]>",
+    "]]>",
+    "]",
+    ">",
+    "'",
+    "\"",
+    "=",
+    "<",
+    "\u{1}",
+    "\u{FFFE}",
+    "é",
+    "<!--c-->",
+    "<?pi x?>",
+    "<e xml:lang='en'/>",
+    "<f xmlns=''>",
+    "</f>",
+    "<g q:a='1'/>",
+    "<h a='1' a='2'/>",
+    "<i\ta = 'v'\n/>",
+    "<j a='&#10;\t&quot;'/>",
+    "<k xmlns:q='urn:q' q:a='1' b='2'/>",
+    "<stream:features>",
+    "</stream:features>",
+    "<xml:x/>",
+    "<l xmlns:xml='http://www.w3.org/XML/1998/namespace'/>",
+    "<m xmlns:a='urn:x' xmlns:b='urn:x' a:z='1' b:z='2'/>",
+    "<n xmlns='urn:n'>",
+    "</n>",
+];
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 2048, ..ProptestConfig::default() })]
+
+    #[test]
+    fn we_are_at_least_as_strict_as_rxml(
+        tokens in prop::collection::vec(prop::sample::select(TOKENS), 0..10),
+        root in prop::sample::select(&["message", "stream:features", "iq"][..]),
+    ) {
+        let stanza = format!("<{root}>{}</{root}>", tokens.concat());
+        if let Some(Ok(el)) = ours(&stanza) {
+            match rxml_parse(&stanza) {
+                Ok(expected) => prop_assert_eq!(el, expected, "{}", stanza),
+                Err(e) => prop_assert!(false, "we accept but rxml rejects ({}): {}", e, stanza),
+            }
+        }
+    }
+}
