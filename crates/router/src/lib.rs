@@ -5,8 +5,9 @@
 //! [`module`] the [`Module`] trait and the hook bus every feature plugs into; [`registry`] the
 //! session registry behind a trait a cluster can replace; [`router`] classification of the
 //! addressee and the default delivery rules of RFC 6120 §10 and RFC 6121 §8.5; [`xml`] small
-//! element helpers.
+//! element helpers; [`disco`] XEP-0030 for hosts and accounts over the modules' features.
 
+pub mod disco;
 pub mod module;
 pub mod registry;
 pub mod router;

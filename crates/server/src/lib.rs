@@ -96,6 +96,7 @@ pub async fn start(config: &Config) -> Result<Running> {
     let router = builder
         //ROSTER .module(Arc::new(tern_roster::RosterModule::default()))
         //PRESENCE .module(Arc::new(tern_presence::PresenceModule::default()))
+        .module(Arc::new(tern_router::disco::DiscoModule))
         .module(Arc::new(tern_register::RegisterModule::new(policies)))
         .build();
 

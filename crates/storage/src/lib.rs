@@ -5,7 +5,8 @@
 //! [`ArchiveStore`] (append-only, time-ordered) — plus [`AccountStore`], which holds SCRAM
 //! salt, iteration count, StoredKey and ServerKey, never a password. Values are opaque bytes:
 //! each module owns its serialization. Backends: `sqlite` (embedded default, WAL, one writer
-//! task with group commit) and `memory` (tests). Sessions, routes and presence never come here.
+//! task with group commit; its module docs tabulate the durability guarantees) and `memory`
+//! (tests; same semantics, nothing survives exit). Sessions, routes and presence never come here.
 
 use std::sync::Arc;
 
@@ -126,9 +127,9 @@ pub struct ArchiveQuery {
     pub start: Option<i64>,
     /// Only items with `when <= end`.
     pub end: Option<i64>,
-    /// Only items after the item with this id (exclusive).
+    /// Only items after the item with this id in result order (time, then insertion); exclusive.
     pub after_id: Option<String>,
-    /// Only items before the item with this id (exclusive).
+    /// Only items before the item with this id in result order; exclusive.
     pub before_id: Option<String>,
     /// Only items with these ids (empty: no filter).
     pub ids: Vec<String>,
@@ -143,7 +144,8 @@ pub struct ArchiveQuery {
 pub struct ArchivePage {
     /// The items, oldest first.
     pub items: Vec<ArchiveItem>,
-    /// True when no further matching item exists in the paging direction.
+    /// True when no further matching item exists in the paging direction: after the last item,
+    /// or before the first one with `from_end`.
     pub complete: bool,
 }
 

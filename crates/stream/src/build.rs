@@ -153,6 +153,11 @@ fn open_tag(
         }
     }
     let (prefix, local) = split_qname(raw.name)?;
+    if prefix == Some("xml") {
+        // Legal for a generic XML parser, but no XMPP element lives there, and rxml (minidom's
+        // parser, our strictness reference) rejects it too.
+        return Err(nwf(format!("element <{}> in the XML namespace", raw.name)));
+    }
     let mut builder = Element::builder(local, scope.resolve(prefix)?);
     for (prefix, ns) in declared {
         builder = builder

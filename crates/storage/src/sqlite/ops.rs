@@ -110,18 +110,15 @@ impl WriteOp {
                 Ok(0)
             }
             WriteOp::DeleteAccount { host, user } => {
+                let q = sqlx::query("DELETE FROM accounts WHERE host = ? AND user = ?");
+                let existed = exec(conn, q.bind(host).bind(user)).await?;
                 // Orphaned items are removed even when the account row is already gone.
-                let mut existed = 0;
                 for sql in [
-                    "DELETE FROM accounts WHERE host = ? AND user = ?",
                     "DELETE FROM keyval WHERE host = ? AND user = ?",
                     "DELETE FROM map WHERE host = ? AND user = ?",
                     "DELETE FROM archive WHERE host = ? AND user = ?",
                 ] {
-                    let n = exec(conn, sqlx::query(sql).bind(host).bind(user)).await?;
-                    if existed == 0 {
-                        existed = n.min(1);
-                    }
+                    exec(conn, sqlx::query(sql).bind(host).bind(user)).await?;
                 }
                 Ok(existed)
             }

@@ -1,0 +1,78 @@
+//! XEP-0030: Service Discovery for the server and for accounts, aggregating the features
+//! every loaded module declares (DESIGN.md §2: disco aggregation lives in the router).
+
+use async_trait::async_trait;
+use minidom::Element;
+
+use crate::module::{Ctx, Event, Flow, Hooks, Module, Target};
+use crate::stanza::{Condition, Stanza, StanzaError};
+use crate::xml::BuilderExt;
+
+/// disco#info namespace.
+pub const NS_INFO: &str = "http://jabber.org/protocol/disco#info";
+/// disco#items namespace.
+pub const NS_ITEMS: &str = "http://jabber.org/protocol/disco#items";
+
+/// Answers disco#info and disco#items for hosts and accounts.
+#[derive(Default)]
+pub struct DiscoModule;
+
+fn identity(category: &str, type_: &str, name: Option<&str>) -> Element {
+    Element::builder("identity", NS_INFO).a("category", category).a("type", type_).a_opt("name", name).build()
+}
+
+fn feature(var: &str) -> Element {
+    Element::builder("feature", NS_INFO).a("var", var).build()
+}
+
+#[async_trait]
+impl Module for DiscoModule {
+    fn name(&self) -> &'static str {
+        "disco"
+    }
+
+    fn features(&self) -> Vec<&'static str> {
+        vec![NS_INFO, NS_ITEMS]
+    }
+
+    fn register(&self, hooks: &mut Hooks) {
+        for target in [Target::Host, Target::Bare] {
+            hooks.on(Event::Iq(target, NS_INFO.into()));
+            hooks.on(Event::Iq(target, NS_ITEMS.into()));
+        }
+    }
+
+    async fn on_stanza(&self, event: &Event, ctx: &Ctx<'_>, st: &mut Stanza) -> Flow {
+        let Event::Iq(target, ns) = event else { return Flow::Continue };
+        if st.type_() != "get" {
+            ctx.router.bounce(st, StanzaError::new(Condition::BadRequest)).await;
+            return Flow::Handled;
+        }
+        // XEP-0030 §3.2/§4.2: an unknown node is item-not-found.
+        if st.iq_payload().and_then(|q| q.attr("node")).is_some() {
+            ctx.router.bounce(st, StanzaError::new(Condition::ItemNotFound)).await;
+            return Flow::Handled;
+        }
+        let mut q = Element::builder("query", ns.as_str()).build();
+        if ns == NS_INFO {
+            match target {
+                Target::Host => {
+                    q.append_child(identity("server", "im", Some("Tern")));
+                    for f in ctx.router.features() {
+                        q.append_child(feature(f));
+                    }
+                }
+                _ => {
+                    q.append_child(identity("account", "registered", None));
+                    q.append_child(feature(NS_INFO));
+                    q.append_child(feature(NS_ITEMS));
+                }
+            }
+        }
+        let reply = st.iq_result(Some(q));
+        let to = st.from.clone();
+        let from = st.to.clone().unwrap_or_else(|| to.clone());
+        ctx.router.route(crate::Origin::Local, Stanza::new(crate::Kind::Iq, from, Some(to), reply)).await;
+        Flow::Handled
+    }
+}
