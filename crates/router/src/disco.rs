@@ -18,7 +18,11 @@ pub const NS_ITEMS: &str = "http://jabber.org/protocol/disco#items";
 pub struct DiscoModule;
 
 fn identity(category: &str, type_: &str, name: Option<&str>) -> Element {
-    Element::builder("identity", NS_INFO).a("category", category).a("type", type_).a_opt("name", name).build()
+    Element::builder("identity", NS_INFO)
+        .a("category", category)
+        .a("type", type_)
+        .a_opt("name", name)
+        .build()
 }
 
 fn feature(var: &str) -> Element {
@@ -43,14 +47,20 @@ impl Module for DiscoModule {
     }
 
     async fn on_stanza(&self, event: &Event, ctx: &Ctx<'_>, st: &mut Stanza) -> Flow {
-        let Event::Iq(target, ns) = event else { return Flow::Continue };
+        let Event::Iq(target, ns) = event else {
+            return Flow::Continue;
+        };
         if st.type_() != "get" {
-            ctx.router.bounce(st, StanzaError::new(Condition::BadRequest)).await;
+            ctx.router
+                .bounce(st, StanzaError::new(Condition::BadRequest))
+                .await;
             return Flow::Handled;
         }
         // XEP-0030 §3.2/§4.2: an unknown node is item-not-found.
         if st.iq_payload().and_then(|q| q.attr("node")).is_some() {
-            ctx.router.bounce(st, StanzaError::new(Condition::ItemNotFound)).await;
+            ctx.router
+                .bounce(st, StanzaError::new(Condition::ItemNotFound))
+                .await;
             return Flow::Handled;
         }
         let mut q = Element::builder("query", ns.as_str()).build();
@@ -72,7 +82,12 @@ impl Module for DiscoModule {
         let reply = st.iq_result(Some(q));
         let to = st.from.clone();
         let from = st.to.clone().unwrap_or_else(|| to.clone());
-        ctx.router.route(crate::Origin::Local, Stanza::new(crate::Kind::Iq, from, Some(to), reply)).await;
+        ctx.router
+            .route(
+                crate::Origin::Local,
+                Stanza::new(crate::Kind::Iq, from, Some(to), reply),
+            )
+            .await;
         Flow::Handled
     }
 }

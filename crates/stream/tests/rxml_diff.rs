@@ -1,5 +1,7 @@
 //! Differential tests against rxml (through minidom's own parser): whatever we accept, rxml
 //! accepts with the same result, so our quick-xml based reader is at least as strict.
+//! (Where they differ, we are the stricter one: rxml 0.14 via minidom lets a repeated attribute
+//! overwrite the first; we reject it as XML 1.0 §3.1 requires.)
 
 mod common;
 
@@ -88,12 +90,23 @@ const TOKENS: &[&str] = &[
     "</n>",
 ];
 
+/// Tokens that keep the element well-formed (when tags balance), so most cases get accepted
+/// and the comparison is not vacuous.
+const VALID_TOKENS: &[&str] = &[
+    "<a>", "</a>", "<b/>", "<p:c xmlns:p='urn:p'>", "</p:c>", "text", " ", "\r\n", "&amp;", "&#65;",
+    "<![CDATA[x<y]]>", "é", "<e xml:lang='en'/>", "<j a='&#10;\t&quot;'/>",
+    "<k xmlns:q='urn:q' q:a='1' b='2'/>", "<f xmlns=''>", "</f>",
+];
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 2048, ..ProptestConfig::default() })]
 
     #[test]
     fn we_are_at_least_as_strict_as_rxml(
-        tokens in prop::collection::vec(prop::sample::select(TOKENS), 0..10),
+        tokens in prop::collection::vec(
+            prop_oneof![3 => prop::sample::select(VALID_TOKENS), 1 => prop::sample::select(TOKENS)],
+            0..10,
+        ),
         root in prop::sample::select(&["message", "stream:features", "iq"][..]),
     ) {
         let stanza = format!("<{root}>{}</{root}>", tokens.concat());

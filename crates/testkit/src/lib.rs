@@ -111,6 +111,8 @@ pub fn client_tls(ca: &Path) -> Result<Arc<rustls::ClientConfig>> {
     Ok(Arc::new(cfg))
 }
 
+pub mod scram;
+
 /// Object-safe byte stream (plain or TLS).
 pub trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
@@ -124,7 +126,28 @@ pub struct RawClient {
     pub domain: String,
     /// The bound full JID, after [`RawClient::bind`].
     pub jid: Option<String>,
+    /// Channel-binding data of the TLS connection: (tls-exporter, tls-server-end-point).
+    pub bindings: (Option<Vec<u8>>, Option<Vec<u8>>),
     buf: Vec<u8>,
+}
+
+fn tls_bindings(
+    s: &tokio_rustls::client::TlsStream<impl AsyncRead + AsyncWrite + Unpin>,
+) -> (Option<Vec<u8>>, Option<Vec<u8>>) {
+    use sha2::Digest;
+    let (_, conn) = s.get_ref();
+    let exporter = (conn.protocol_version() == Some(rustls::ProtocolVersion::TLSv1_3))
+        .then(|| {
+            conn.export_keying_material([0u8; 32], b"EXPORTER-Channel-Binding", None)
+                .ok()
+                .map(|x| x.to_vec())
+        })
+        .flatten();
+    let end_point = conn
+        .peer_certificates()
+        .and_then(|c| c.first())
+        .map(|c| sha2::Sha256::digest(c.as_ref()).to_vec());
+    (exporter, end_point)
 }
 
 /// How long a test waits for an expected element.
@@ -143,6 +166,7 @@ impl RawClient {
             reader: StreamReader::new(Default::default(), NS_CLIENT),
             domain: domain.into(),
             jid: None,
+            bindings: (None, None),
             buf: vec![0; 8192],
         }
     }
@@ -154,7 +178,10 @@ impl RawClient {
         let tls = connector
             .connect(ServerName::try_from(domain.to_string())?, tcp)
             .await?;
-        Ok(Self::over(Box::new(tls), domain))
+        let bindings = tls_bindings(&tls);
+        let mut c = Self::over(Box::new(tls), domain);
+        c.bindings = bindings;
+        Ok(c)
     }
 
     /// Sends raw bytes.
@@ -281,7 +308,9 @@ impl RawClient {
         let connector = tokio_rustls::TlsConnector::from(client_tls(ca)?);
         let name = ServerName::try_from(self.domain.clone())?;
         let tls = connector.connect(name, StartTlsIo(self.io)).await?;
+        let bindings = tls_bindings(&tls);
         let mut c = Self::over(Box::new(tls), &self.domain);
+        c.bindings = bindings;
         let f = c.open().await?;
         Ok((c, f))
     }

@@ -257,3 +257,80 @@ async fn oversized_stanza_is_policy_violation_and_server_keeps_serving() {
     assert_eq!(m.attr("id"), Some("after"));
     server.stop().await;
 }
+
+#[tokio::test]
+async fn every_scram_mechanism_over_starttls_and_direct_tls() {
+    use tern_testkit::scram::Binding;
+    let server = TestServer::start().await.unwrap();
+    server.add_user("alice", "pencil").await.unwrap();
+    let cases = [
+        ("SCRAM-SHA-1", Binding::None),
+        ("SCRAM-SHA-256", Binding::None),
+        ("SCRAM-SHA-1-PLUS", Binding::TlsExporter),
+        ("SCRAM-SHA-256-PLUS", Binding::TlsExporter),
+        ("SCRAM-SHA-256-PLUS", Binding::TlsServerEndPoint),
+    ];
+    for direct in [false, true] {
+        for (mech, binding) in cases {
+            let mut c = if direct {
+                let mut c = RawClient::connect_tls(server.tls, "localhost", &server.ca_path())
+                    .await
+                    .unwrap();
+                c.open().await.unwrap();
+                c
+            } else {
+                let mut c = RawClient::connect(server.c2s, "localhost").await.unwrap();
+                c.open().await.unwrap();
+                c.starttls(&server.ca_path()).await.unwrap().0
+            };
+            let r = c
+                .auth_scram(mech, "alice", "pencil", binding)
+                .await
+                .unwrap();
+            assert!(
+                r.is("success", NS_SASL),
+                "{mech} {binding:?} direct={direct}: {r:?}"
+            );
+            c.restart();
+            let f = c.open().await.unwrap();
+            assert!(f.has_child("bind", "urn:ietf:params:xml:ns:xmpp-bind"));
+            // Wrong password with the same mechanism fails with not-authorized.
+            let mut c = RawClient::connect_tls(server.tls, "localhost", &server.ca_path())
+                .await
+                .unwrap();
+            c.open().await.unwrap();
+            let r = c.auth_scram(mech, "alice", "wrong", binding).await.unwrap();
+            assert!(
+                r.is("failure", NS_SASL) && r.has_child("not-authorized", NS_SASL),
+                "{mech}: {r:?}"
+            );
+        }
+    }
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn plus_with_wrong_binding_data_fails() {
+    use tern_testkit::scram::Binding;
+    let server = TestServer::start().await.unwrap();
+    server.add_user("alice", "pencil").await.unwrap();
+    let mut c = RawClient::connect_tls(server.tls, "localhost", &server.ca_path())
+        .await
+        .unwrap();
+    c.open().await.unwrap();
+    c.bindings.0 = Some(vec![0u8; 32]);
+    let r = c
+        .auth_scram(
+            "SCRAM-SHA-256-PLUS",
+            "alice",
+            "pencil",
+            Binding::TlsExporter,
+        )
+        .await
+        .unwrap();
+    assert!(
+        r.is("failure", NS_SASL),
+        "a forged channel binding must fail: {r:?}"
+    );
+    server.stop().await;
+}
