@@ -154,6 +154,7 @@ fn not_well_formed() {
         "<xmlns:message/>",
         "< message/>",
         "<message/ >",
+        "<message><xml:x/></message>",
     ] {
         let input = format!("{C2S_HEADER}{stanza}</stream:stream>");
         let events = whole(NS_CLIENT, input.as_bytes());
