@@ -179,7 +179,7 @@ async fn handle_element(
     // RFC 6120 §8.1.2.1: a 'from' other than the full or bare JID of the session is spoofing.
     if let Some(from) = el.attr("from") {
         let ok = Jid::new(from)
-            .map(|j| j == Jid::from(me.clone()) || j == Jid::from(me.to_bare()))
+            .map(|j| j == *me || j == me.to_bare())
             .unwrap_or(false);
         if !ok {
             let err =

@@ -177,7 +177,7 @@ impl Hooks {
         let list = self.stanza.entry(event).or_default();
         list.push(Entry { priority, module });
         // Stable sort: equal priorities keep registration order.
-        list.sort_by(|a, b| b.priority.cmp(&a.priority));
+        list.sort_by_key(|e| std::cmp::Reverse(e.priority));
     }
 
     /// Asks for session lifecycle events.

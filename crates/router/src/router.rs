@@ -332,17 +332,18 @@ impl Router {
         if session.is_none() && !self.account_exists(&full.to_bare()).await {
             return self.no_such_user(st).await;
         }
+        // IQ responses are not hooked: they belong to whoever sent the request.
         let event = match st.kind {
-            Kind::Message => Event::Message(Target::Full),
-            Kind::Presence => Event::Presence(Target::Full),
-            Kind::Iq => match (st.is_iq_request(), iq_ns(&st)) {
-                (true, Some(ns)) => Event::Iq(Target::Full, ns),
-                _ => Event::Message(Target::Full),
-            },
+            Kind::Message => Some(Event::Message(Target::Full)),
+            Kind::Presence => Some(Event::Presence(Target::Full)),
+            Kind::Iq => iq_ns(&st)
+                .filter(|_| st.is_iq_request())
+                .map(|ns| Event::Iq(Target::Full, ns)),
         };
-        let hooked = !(st.kind == Kind::Iq && !st.is_iq_request());
-        if hooked && self.fire(&event, &origin, &mut st).await == Flow::Handled {
-            return;
+        if let Some(event) = event {
+            if self.fire(&event, &origin, &mut st).await == Flow::Handled {
+                return;
+            }
         }
         if let Some(s) = session {
             if self.deliver(&s, &st) {
@@ -362,11 +363,10 @@ impl Router {
                 Kind::Presence,
                 "subscribe" | "subscribed" | "unsubscribe" | "unsubscribed" | "probe",
             ) => {
-                if self
+                let flow = self
                     .fire(&Event::Presence(Target::Bare), &origin, &mut st)
-                    .await
-                    == Flow::Continue
-                {
+                    .await;
+                if flow == Flow::Continue {
                     debug!(to = %full, "subscription presence to absent resource dropped");
                 }
             }

@@ -27,7 +27,7 @@ pub enum Registration {
 }
 
 /// The whole file.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     /// Server-wide settings.
@@ -109,17 +109,6 @@ pub struct StorageSection {
     pub path: PathBuf,
     /// `full` (default: durable against power loss) or `normal` (durable against crashes).
     pub synchronous: String,
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Config {
-            server: ServerSection::default(),
-            hosts: Vec::new(),
-            c2s: C2sSection::default(),
-            storage: StorageSection::default(),
-        }
-    }
 }
 
 impl Default for ServerSection {
@@ -309,6 +298,16 @@ impl Config {
     }
 }
 
+impl From<Registration> for tern_register::Policy {
+    fn from(r: Registration) -> Self {
+        match r {
+            Registration::Closed => tern_register::Policy::Closed,
+            Registration::Loopback => tern_register::Policy::Loopback,
+            Registration::Open => tern_register::Policy::Open,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -359,15 +358,5 @@ mod tests {
         let hosts = c.host_list();
         assert_eq!(c.registration_for(&hosts[0]), Registration::Open);
         assert_eq!(c.registration_for(&hosts[1]), Registration::Closed);
-    }
-}
-
-impl From<Registration> for tern_register::Policy {
-    fn from(r: Registration) -> Self {
-        match r {
-            Registration::Closed => tern_register::Policy::Closed,
-            Registration::Loopback => tern_register::Policy::Loopback,
-            Registration::Open => tern_register::Policy::Open,
-        }
     }
 }

@@ -1,0 +1,83 @@
+"""Fixtures for the black-box conformance suite: certificates, a running `tern` per test,
+accounts, and the server log attached to every failing test's report.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from tern_server import TernServer, generate_certs, tern_binary
+
+#: Accounts created with `tern user add` in every server the `server` fixture starts.
+ACCOUNTS = {
+    "alice": "alice-Pa55word",
+    "bob": "bob-Pa55word",
+    "carol": "carol-Pa55word",
+}
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "server_opts(c2s=..., server=..., accounts=...): options for the `server` fixture"
+    )
+
+
+@pytest.fixture(scope="session")
+def tern_bin():
+    path = tern_binary()
+    if not path.is_file():
+        pytest.exit(f"tern binary not found at {path}: run `cargo build --bin tern` "
+                    "(or set TERN_BIN)", returncode=3)
+    return path
+
+
+@pytest.fixture(scope="session")
+def certs(tern_bin, tmp_path_factory):
+    """A test CA and a certificate for localhost / *.localhost, made by the binary itself."""
+    return generate_certs(tmp_path_factory.mktemp("certs"))
+
+
+@pytest.fixture(scope="session")
+def ca_file(certs):
+    return certs / "ca.crt"
+
+
+@pytest.fixture
+def server_factory(request, certs, tmp_path):
+    """`make(c2s={...}, server={...}, accounts={...}, start=True)` -> a TernServer.
+
+    Every server made is stopped at teardown; if the test failed, its log is added to the
+    report.
+    """
+    made: list[TernServer] = []
+    request.node._tern_servers = made
+
+    def make(*, c2s=None, server=None, host=None, accounts=None, start=True) -> TernServer:
+        srv = TernServer(tmp_path / f"tern{len(made)}", certs, c2s=c2s, server=server, host=host)
+        made.append(srv)
+        for user, pw in (ACCOUNTS if accounts is None else accounts).items():
+            srv.add_user(f"{user}@localhost", pw)
+        if start:
+            srv.start()
+        return srv
+
+    yield make
+    for srv in made:
+        srv.stop()
+
+
+@pytest.fixture
+def server(request, server_factory):
+    """A running server with the ACCOUNTS, configured by an optional `server_opts` marker."""
+    marker = request.node.get_closest_marker("server_opts")
+    kwargs = dict(marker.kwargs) if marker else {}
+    return server_factory(**kwargs)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    rep = outcome.get_result()
+    if rep.failed:
+        for i, srv in enumerate(getattr(item, "_tern_servers", [])):
+            rep.sections.append((f"tern server #{i} log ({srv.log_path})", srv.log_tail(300)))
