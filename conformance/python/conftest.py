@@ -6,14 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from tern_server import TernServer, generate_certs, tern_binary
-
-#: Accounts created with `tern user add` in every server the `server` fixture starts.
-ACCOUNTS = {
-    "alice": "alice-Pa55word",
-    "bob": "bob-Pa55word",
-    "carol": "carol-Pa55word",
-}
+from tern_server import ACCOUNTS, TernServer, generate_certs, tern_binary
 
 
 def pytest_configure(config):

@@ -17,6 +17,13 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 DOMAIN = "localhost"
 
+#: Accounts created with `tern user add` in every server the `server` fixture starts.
+ACCOUNTS = {
+    "alice": "alice-Pa55word",
+    "bob": "bob-Pa55word",
+    "carol": "carol-Pa55word",
+}
+
 #: Time allowed for the server to start accepting connections.
 START_TIMEOUT = 30.0
 #: Time allowed for SIGTERM to end the server before it is killed.

@@ -26,6 +26,7 @@ mod auth;
 mod bind;
 mod conn;
 mod negotiate;
+mod rate;
 mod session;
 mod transport;
 
@@ -64,6 +65,8 @@ pub struct C2sConfig {
     pub max_connections: usize,
     /// Failed SASL attempts allowed on one stream before it is closed.
     pub max_auth_failures: u32,
+    /// Average bytes per second an authenticated client may send; reading pauses beyond it.
+    pub max_bytes_per_second: u64,
 }
 
 impl Default for C2sConfig {
@@ -79,6 +82,7 @@ impl Default for C2sConfig {
             resource_conflict: ConflictPolicy::KickOld,
             max_connections: 10_000,
             max_auth_failures: 3,
+            max_bytes_per_second: 64 * 1024,
         }
     }
 }

@@ -21,6 +21,7 @@ use tern_stream::{
 
 use crate::bind::NS_SESSION;
 use crate::conn::XmlConn;
+use crate::rate::RateLimiter;
 use crate::transport::Transport;
 use crate::C2s;
 
@@ -49,6 +50,10 @@ pub(crate) async fn run(
     keepalive.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut last_write = Instant::now();
     let mut last_read = Instant::now();
+    // Bursts up to one maximal stanza pass unthrottled.
+    let burst = (c2s.config.limits.max_stanza_bytes as u64).max(c2s.config.max_bytes_per_second);
+    let mut limiter = RateLimiter::new(c2s.config.max_bytes_per_second, burst);
+    let mut paused_until: Option<tokio::time::Instant> = None;
 
     let end = 'outer: loop {
         // Everything already buffered is handled before waiting again.
@@ -88,10 +93,13 @@ pub(crate) async fn run(
                     break End::Error(err.condition);
                 }
             }
-            r = rd.read(&mut buf) => match r {
+            // Over its rate the client is not read for a while: TCP pushes back on it.
+            _ = sleep_until_opt(paused_until), if paused_until.is_some() => paused_until = None,
+            r = rd.read(&mut buf), if paused_until.is_none() => match r {
                 Ok(0) => break End::Io("connection closed by peer".into()),
                 Ok(n) => {
                     last_read = Instant::now();
+                    paused_until = limiter.take(n, last_read).map(|d| tokio::time::Instant::now() + d);
                     if let Err(e) = reader.feed(&buf[..n]) {
                         break parse_error(&mut out, e);
                     }
@@ -136,6 +144,12 @@ pub(crate) async fn run(
         .session_event(SessionEvent::Closed, &handle)
         .await;
     drop(rx);
+}
+
+async fn sleep_until_opt(t: Option<tokio::time::Instant>) {
+    if let Some(t) = t {
+        tokio::time::sleep_until(t).await;
+    }
 }
 
 async fn write_out(

@@ -97,6 +97,8 @@ pub struct C2sSection {
     pub resource_conflict: String,
     /// Failed SASL attempts allowed per stream.
     pub max_auth_failures: u32,
+    /// Average bytes per second one authenticated client may send (reading pauses beyond it).
+    pub max_bytes_per_second: u64,
 }
 
 /// `[storage]`
@@ -138,6 +140,7 @@ impl Default for C2sSection {
             max_connections: d.max_connections,
             resource_conflict: "kick_old".into(),
             max_auth_failures: d.max_auth_failures,
+            max_bytes_per_second: d.max_bytes_per_second,
         }
     }
 }
@@ -220,6 +223,11 @@ impl Config {
             ("c2s.max_attributes", self.c2s.max_attributes, 8),
             ("c2s.queue_size", self.c2s.queue_size, 16),
             ("c2s.max_connections", self.c2s.max_connections, 1),
+            (
+                "c2s.max_bytes_per_second",
+                self.c2s.max_bytes_per_second as usize,
+                1024,
+            ),
         ] {
             if v < min {
                 bail!("{key} = {v}: expected at least {min}");
@@ -293,6 +301,7 @@ impl Config {
             resource_conflict: self.conflict_policy()?,
             max_connections: c.max_connections,
             max_auth_failures: c.max_auth_failures,
+            max_bytes_per_second: c.max_bytes_per_second,
             ..C2sConfig::default()
         })
     }

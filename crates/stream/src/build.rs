@@ -134,9 +134,13 @@ fn append_text(stack: &mut [Open], text: String) -> Result<(), ParseError> {
 }
 
 /// Turns a start tag into an element: declarations first (they apply to the tag's own name
-/// and attributes), then the name, then the other attributes. Declarations are recorded as the
-/// element's minidom prefixes (so minidom's own serializer reuses them) and never as
-/// attributes. Returns the element, its literal qname and the scope mark to restore at its end.
+/// and attributes), then the name, then the other attributes. Returns the element, its literal
+/// qname and the scope mark to restore at its end.
+///
+/// Declarations are neither attributes nor recorded as the element's minidom `prefixes`:
+/// minidom 0.19's serializer (rxml's `SimpleNamespaces`) panics on some legal patterns, such as
+/// a child rebinding a parent's prefix or an explicit `xmlns:xml`. With no recorded prefixes it
+/// declares what it needs itself and cannot panic, and our writer never needed them.
 fn open_tag(
     tag: &BytesStart<'_>,
     scope: &mut NsScope,
@@ -144,12 +148,9 @@ fn open_tag(
 ) -> Result<(Element, String, usize), ParseError> {
     let raw = parse_tag(utf8(tag)?, limits.max_attributes)?;
     let mark = scope.mark();
-    let mut declared = Vec::new();
     for &(name, value) in &raw.attrs {
         if let Some(prefix) = declared_prefix(name) {
-            let ns = attr_value(value)?;
-            scope.declare(prefix, &ns)?;
-            declared.push((prefix.map(str::to_owned), ns));
+            scope.declare(prefix, &attr_value(value)?)?;
         }
     }
     let (prefix, local) = split_qname(raw.name)?;
@@ -158,13 +159,7 @@ fn open_tag(
         // parser, our strictness reference) rejects it too.
         return Err(nwf(format!("element <{}> in the XML namespace", raw.name)));
     }
-    let mut builder = Element::builder(local, scope.resolve(prefix)?);
-    for (prefix, ns) in declared {
-        builder = builder
-            .prefix(prefix, ns)
-            .map_err(|_| nwf("prefix declared twice"))?;
-    }
-    let mut el = builder.build();
+    let mut el = Element::bare(local, scope.resolve(prefix)?);
     for &(name, value) in &raw.attrs {
         if declared_prefix(name).is_some() {
             continue;
