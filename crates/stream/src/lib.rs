@@ -4,14 +4,16 @@
 //! in two passes. `scan.rs` is a byte-level state machine that only frames the input (stream
 //! header, each top-level element, stream close), keeps its state across feeds so byte-by-byte
 //! input costs no re-scanning, rejects comments/PIs/DTDs as soon as they appear, and enforces the
-//! size and depth limits while an element is still incomplete. Once a unit is complete,
-//! `header.rs` or `build.rs` parses exactly that byte range with quick-xml as the tokenizer plus
-//! our own strict checks (`tag.rs` for tags and attributes, `text.rs` for references and line
-//! ends, `chars.rs` for XML names and characters, `ns.rs` for namespace scopes seeded with the
-//! stream header's declarations) and builds a `minidom::Element`. The writer side is `writer.rs`
-//! (stream header, element serialization in stream context); errors are in `error.rs`
-//! ([`ParseError`], the reader's typed failures) and `stream_error.rs` ([`StreamError`], the
-//! RFC 6120 §4.9 wire error). Nothing here knows about sockets, TLS, routing or tokio.
+//! size and depth limits while an element is still incomplete. Once a unit is complete it is
+//! parsed from exactly that byte range: `header.rs` checks the XML declaration and the stream
+//! tag, `build.rs` tokenizes an element with quick-xml and builds a `minidom::Element`. Both
+//! apply our own strict checks on top (`tag.rs` for tags and attributes, `text.rs` for
+//! references and line ends, `chars.rs` for XML names and characters, `ns.rs` for namespace
+//! scopes, seeded with the stream header's declarations for every element). The writer side is
+//! `writer.rs` (stream header, element serialization in stream context); errors are in
+//! `error.rs` ([`ParseError`], the reader's typed failures) and `stream_error.rs`
+//! ([`StreamError`], the RFC 6120 §4.9 wire error). Nothing here knows about sockets, TLS,
+//! routing or tokio.
 //!
 //! Choices worth knowing (each documented where it is made):
 //! - `xml:lang` and other `xml:` attributes are stored by minidom under the XML namespace:
@@ -20,6 +22,10 @@
 //!   it; it means "no namespace"), and the writer emits `xmlns=''` to round-trip it.
 //! - Invalid UTF-8 and invalid XML characters are `not-well-formed`, not `invalid-xml`.
 //! - Bytes after `</stream:stream>` are ignored until [`StreamReader::restart`].
+//! - Received elements carry no minidom `prefixes` (namespace declarations are resolved, not
+//!   recorded): minidom's own serializer panics on some legal prefix patterns otherwise.
+//! - Errors are sticky and ordered: the events framed before an error are all delivered first,
+//!   so results never depend on how the input was split.
 
 mod build;
 mod chars;

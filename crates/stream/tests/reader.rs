@@ -269,3 +269,26 @@ fn header_accessor_after_header() {
     r.next_event().unwrap();
     assert_eq!(r.header().unwrap().to.as_deref(), Some("im.example.com"));
 }
+
+#[test]
+fn byte_by_byte_large_stanza_is_linear() {
+    // Quadratic re-scanning would make this take minutes; linear framing takes milliseconds.
+    let mut stanza = String::from("<message><body>");
+    while stanza.len() < 250_000 {
+        stanza.push_str("lorem <b>ipsum</b> &amp; dolor ");
+    }
+    stanza.push_str("</body></message>");
+    let mut r = StreamReader::new(Limits::default(), NS_CLIENT);
+    r.feed(C2S_HEADER.as_bytes()).unwrap();
+    assert!(matches!(r.next_event(), Ok(Some(StreamEvent::Header(_)))));
+    let start = std::time::Instant::now();
+    let mut got = None;
+    for b in stanza.as_bytes() {
+        r.feed(std::slice::from_ref(b)).unwrap();
+        if let Some(ev) = r.next_event().unwrap() {
+            got = Some(ev);
+        }
+    }
+    assert!(matches!(got, Some(StreamEvent::Element(_))));
+    assert!(start.elapsed() < std::time::Duration::from_secs(20), "{:?}", start.elapsed());
+}

@@ -58,7 +58,7 @@ fn output_is_stream_relative() {
     let ext = parse_one(C2S_STANZAS[9]).unwrap();
     let out = String::from_utf8(to_bytes(&ext, NS_CLIENT)).unwrap();
     assert!(
-        out.contains("xmlns:x='urn:example:ext' x:flag='on'"),
+        out.contains("xmlns:ns0='urn:example:ext' ns0:flag='on'"),
         "{out}"
     );
     let nons = parse_one(C2S_STANZAS[13]).unwrap();
@@ -234,4 +234,17 @@ proptest! {
         let bytes = to_bytes(&el, ns);
         prop_assert_eq!(read_back(&bytes, ns), el);
     }
+}
+
+#[test]
+fn recorded_prefixes_are_reused_when_safe() {
+    // Elements parsed by minidom itself keep their prefixes; the writer reuses them.
+    let el: Element = "<m xmlns='jabber:client' xmlns:x='urn:x' xmlns:stream='urn:y' x:a='1' stream:b='2'/>"
+        .parse()
+        .unwrap();
+    let out = String::from_utf8(to_bytes(&el, NS_CLIENT)).unwrap();
+    assert!(out.contains("xmlns:x='urn:x' x:a='1'"), "{out}");
+    // `stream` must stay bound to the streams namespace, so it is not reused.
+    assert!(out.contains("xmlns:ns0='urn:y' ns0:b='2'"), "{out}");
+    assert_eq!(read_back(out.as_bytes(), NS_CLIENT), el);
 }

@@ -334,3 +334,81 @@ async fn plus_with_wrong_binding_data_fails() {
     );
     server.stop().await;
 }
+
+#[tokio::test]
+async fn resource_conflict_reject_and_rename_policies() {
+    let server = TestServer::start_with(|c| c.c2s.resource_conflict = "reject".into())
+        .await
+        .unwrap();
+    server.add_user("alice", "pw").await.unwrap();
+    let _first = RawClient::login(&server, "alice", "pw", "same")
+        .await
+        .unwrap();
+    let err = match RawClient::login(&server, "alice", "pw", "same").await {
+        Ok(_) => panic!("second bind of the same resource must fail under `reject`"),
+        Err(e) => e.to_string(),
+    };
+    assert!(err.contains("conflict"), "{err}");
+    server.stop().await;
+
+    let server = TestServer::start_with(|c| c.c2s.resource_conflict = "rename".into())
+        .await
+        .unwrap();
+    server.add_user("alice", "pw").await.unwrap();
+    let first = RawClient::login(&server, "alice", "pw", "same")
+        .await
+        .unwrap();
+    let second = RawClient::login(&server, "alice", "pw", "same")
+        .await
+        .unwrap();
+    assert_eq!(first.jid.as_deref(), Some("alice@localhost/same"));
+    let j = second.jid.clone().unwrap();
+    assert!(
+        j.starts_with("alice@localhost/same.") && j.len() > "alice@localhost/same.".len(),
+        "{j}"
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn server_generated_resource_and_malformed_to() {
+    let server = TestServer::start().await.unwrap();
+    server.add_user("alice", "pw").await.unwrap();
+    let mut c = RawClient::connect(server.c2s, "localhost").await.unwrap();
+    c.open().await.unwrap();
+    let (mut c, _) = c.starttls(&server.ca_path()).await.unwrap();
+    assert!(c
+        .auth_plain("alice", "pw")
+        .await
+        .unwrap()
+        .is("success", NS_SASL));
+    c.restart();
+    c.open().await.unwrap();
+    let r = c.bind(None).await.unwrap();
+    assert_eq!(r.attr("type"), Some("result"));
+    let jid = c.jid.clone().unwrap();
+    assert!(
+        jid.starts_with("alice@localhost/") && jid.len() > "alice@localhost/".len(),
+        "{jid}"
+    );
+    c.send_str("<message to='a@b@c' id='bad'><body>x</body></message>")
+        .await
+        .unwrap();
+    let e = c.expect("error", |e| e.name() == "message").await.unwrap();
+    assert_eq!(e.attr("type"), Some("error"));
+    let err = e.get_child("error", "jabber:client").unwrap();
+    assert!(
+        err.has_child("jid-malformed", "urn:ietf:params:xml:ns:xmpp-stanzas"),
+        "{e:?}"
+    );
+    // IQ without id is bad-request; the stream survives.
+    c.send_str("<iq type='get'><query xmlns='jabber:iq:version'/></iq>")
+        .await
+        .unwrap();
+    let e = c.expect("iq error", |e| e.name() == "iq").await.unwrap();
+    assert!(e
+        .get_child("error", "jabber:client")
+        .unwrap()
+        .has_child("bad-request", "urn:ietf:params:xml:ns:xmpp-stanzas"));
+    server.stop().await;
+}
