@@ -26,7 +26,7 @@ use tokio_xmpp::connect::ServerConnector;
 use tokio_xmpp::error::{Error, ProtocolError};
 use tokio_xmpp::parsers::{jid::Jid, starttls};
 use tokio_xmpp::xmlstream::{
-    initiate_stream, PendingFeaturesRecv, ReadError, StreamHeader, Timeouts, XmppStreamElement,
+    initiate_stream, FallibleStreamElement, PendingFeaturesRecv, ReadError, StreamHeader, Timeouts, XmppStreamElement,
 };
 
 /// How the client secures the stream.
@@ -139,7 +139,8 @@ impl ServerConnector for TernConnector {
             Mode::DirectTls => tcp,
             Mode::StartTls => {
                 let stream = initiate_stream(BufStream::new(tcp), ns, header(jid), timeouts).await?;
-                let (features, mut stream) = stream.recv_features().await?;
+                let (features, mut stream) =
+                    stream.recv_features::<FallibleStreamElement>().await?;
                 if !features.can_starttls() {
                     return Err(ProtocolError::NoTls.into());
                 }

@@ -51,6 +51,8 @@ pub struct ServerSection {
     pub log_level: String,
     /// Default XEP-0077 policy for hosts that do not set one.
     pub registration: Registration,
+    /// Most accounts one IP address may register in-band per hour (0: unlimited).
+    pub registration_per_ip_per_hour: u32,
 }
 
 /// `[[host]]`: one served domain.
@@ -119,6 +121,7 @@ impl Default for ServerSection {
             data_dir: PathBuf::from("data"),
             log_level: "info".into(),
             registration: Registration::Closed,
+            registration_per_ip_per_hour: 10,
         }
     }
 }

@@ -97,7 +97,10 @@ pub async fn start(config: &Config) -> Result<Running> {
         //ROSTER .module(Arc::new(tern_roster::RosterModule::default()))
         //PRESENCE .module(Arc::new(tern_presence::PresenceModule::default()))
         .module(Arc::new(tern_router::disco::DiscoModule))
-        .module(Arc::new(tern_register::RegisterModule::new(policies)))
+        .module(Arc::new(tern_register::RegisterModule::new(
+            policies,
+            config.server.registration_per_ip_per_hour,
+        )))
         .build();
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);

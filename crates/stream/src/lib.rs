@@ -26,6 +26,22 @@
 //!   recorded): minidom's own serializer panics on some legal prefix patterns otherwise.
 //! - Errors are sticky and ordered: the events framed before an error are all delivered first,
 //!   so results never depend on how the input was split.
+//!
+//! ```
+//! use tern_stream::{Limits, StreamEvent, StreamReader, NS_CLIENT};
+//!
+//! let mut reader = StreamReader::new(Limits::default(), NS_CLIENT);
+//! reader.feed(b"<stream:stream xmlns='jabber:client' \
+//!     xmlns:stream='http://etherx.jabber.org/streams' to='example.com' version='1.0'>\
+//!     <message to='juliet@example.com' xml:lang='en'><body>hi</bo").unwrap();
+//! let Some(StreamEvent::Header(header)) = reader.next_event().unwrap() else { panic!() };
+//! assert_eq!(header.to.as_deref(), Some("example.com"));
+//! assert_eq!(reader.next_event().unwrap(), None); // the message is incomplete
+//! reader.feed(b"dy></message>").unwrap();
+//! let Some(StreamEvent::Element(msg)) = reader.next_event().unwrap() else { panic!() };
+//! assert!(msg.is("message", NS_CLIENT));
+//! assert_eq!(tern_stream::xml_lang(&msg), Some("en"));
+//! ```
 
 mod build;
 mod chars;
@@ -59,3 +75,9 @@ pub const NS_XML: &str = "http://www.w3.org/XML/1998/namespace";
 pub const NS_STREAM_ERRORS: &str = "urn:ietf:params:xml:ns:xmpp-streams";
 /// The namespace bound to the reserved `xmlns` prefix; nothing may be declared in it.
 pub(crate) const NS_XMLNS: &str = "http://www.w3.org/2000/xmlns/";
+
+/// The `xml:lang` written on `el` itself (not inherited from ancestors or the stream header).
+/// minidom stores it as attribute `lang` in [`NS_XML`]; this is `el.attr_ns(NS_XML, "lang")`.
+pub fn xml_lang(el: &minidom::Element) -> Option<&str> {
+    el.attr_ns(NS_XML, "lang")
+}

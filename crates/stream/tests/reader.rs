@@ -290,5 +290,9 @@ fn byte_by_byte_large_stanza_is_linear() {
         }
     }
     assert!(matches!(got, Some(StreamEvent::Element(_))));
-    assert!(start.elapsed() < std::time::Duration::from_secs(20), "{:?}", start.elapsed());
+    assert!(
+        start.elapsed() < std::time::Duration::from_secs(20),
+        "{:?}",
+        start.elapsed()
+    );
 }

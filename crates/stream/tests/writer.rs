@@ -239,9 +239,10 @@ proptest! {
 #[test]
 fn recorded_prefixes_are_reused_when_safe() {
     // Elements parsed by minidom itself keep their prefixes; the writer reuses them.
-    let el: Element = "<m xmlns='jabber:client' xmlns:x='urn:x' xmlns:stream='urn:y' x:a='1' stream:b='2'/>"
-        .parse()
-        .unwrap();
+    let el: Element =
+        "<m xmlns='jabber:client' xmlns:x='urn:x' xmlns:stream='urn:y' x:a='1' stream:b='2'/>"
+            .parse()
+            .unwrap();
     let out = String::from_utf8(to_bytes(&el, NS_CLIENT)).unwrap();
     assert!(out.contains("xmlns:x='urn:x' x:a='1'"), "{out}");
     // `stream` must stay bound to the streams namespace, so it is not reused.

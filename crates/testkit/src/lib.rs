@@ -41,7 +41,7 @@ impl TestServer {
         let domain = "localhost".to_string();
         tern_server::tls::write_ca_signed(&domain, &dir)?;
         let mut config = Config::parse(&format!(
-            "[server]\ndata_dir = {dir:?}\nregistration = \"open\"\n[storage]\nbackend = \"memory\"\n\
+            "[server]\ndata_dir = {dir:?}\nregistration = \"open\"\nregistration_per_ip_per_hour = 0\n[storage]\nbackend = \"memory\"\n\
              [c2s]\nlisten = [\"127.0.0.1:0\"]\nlisten_tls = [\"127.0.0.1:0\"]\n\
              [[host]]\ndomain = \"localhost\"\ncertificate = {:?}\nkey = {:?}\n",
             dir.join("localhost.crt"),

@@ -115,3 +115,25 @@ async fn closed_registration_is_service_unavailable() {
     );
     server.stop().await;
 }
+
+#[tokio::test]
+async fn registrations_per_address_are_limited() {
+    let server = TestServer::start_with(|c| c.server.registration_per_ip_per_hour = 2)
+        .await
+        .unwrap();
+    let mut c = tls_stream(&server).await;
+    for (i, want) in [(1, None), (2, None), (3, Some("resource-constraint"))] {
+        c.send_str(&format!(
+            "<iq type='set' id='r{i}'><query xmlns='jabber:iq:register'><username>u{i}</username><password>pw</password></query></iq>"
+        ))
+        .await
+        .unwrap();
+        let r = c.next().await.unwrap();
+        assert_eq!(
+            error_condition(&r).as_deref(),
+            want,
+            "registration {i}: {r:?}"
+        );
+    }
+    server.stop().await;
+}

@@ -5,8 +5,10 @@
 //! to the authenticated account itself. Accounts are stored as SCRAM keys (`tern-sasl`), never
 //! as passwords.
 
-use std::collections::HashMap;
-use std::sync::Arc;
+use std::collections::{HashMap, VecDeque};
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use minidom::Element;
@@ -42,12 +44,46 @@ pub enum Policy {
 /// The XEP-0077 module.
 pub struct RegisterModule {
     policies: HashMap<String, Policy>,
+    /// Most accounts one IP address may create per hour (0: unlimited).
+    per_ip_per_hour: u32,
+    recent: Mutex<HashMap<IpAddr, VecDeque<Instant>>>,
 }
 
 impl RegisterModule {
-    /// Registration policies by host; hosts not listed are closed.
-    pub fn new(policies: HashMap<String, Policy>) -> Self {
-        RegisterModule { policies }
+    /// Registration policies by host (hosts not listed are closed) and the per-address hourly
+    /// limit on new accounts (0: unlimited).
+    pub fn new(policies: HashMap<String, Policy>, per_ip_per_hour: u32) -> Self {
+        RegisterModule {
+            policies,
+            per_ip_per_hour,
+            recent: Mutex::default(),
+        }
+    }
+
+    /// Records one registration attempt from `ip`; false when the address is over its limit.
+    fn admit(&self, ip: IpAddr) -> bool {
+        if self.per_ip_per_hour == 0 {
+            return true;
+        }
+        let now = Instant::now();
+        let mut recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
+        // Forget addresses whose window has passed, so the map cannot grow without bound.
+        recent.retain(|_, q| {
+            q.back()
+                .is_some_and(|t| now.duration_since(*t) < Duration::from_secs(3600))
+        });
+        let q = recent.entry(ip).or_default();
+        while q
+            .front()
+            .is_some_and(|t| now.duration_since(*t) >= Duration::from_secs(3600))
+        {
+            q.pop_front();
+        }
+        if q.len() >= self.per_ip_per_hour as usize {
+            return false;
+        }
+        q.push_back(now);
+        true
     }
 
     fn allows(&self, info: &PreAuth) -> bool {
@@ -245,6 +281,12 @@ impl Module for RegisterModule {
                     Element::bare("password", NS_REGISTER),
                 ]);
                 reply(iq, Some(form), None)
+            }
+            Some("set") if !self.admit(info.peer.ip()) => {
+                warn!(peer = %info.peer, "registration refused: too many accounts from this address");
+                let err = StanzaError::new(Condition::ResourceConstraint)
+                    .with_text("too many registrations from your address; try again later");
+                reply(iq, None, Some(err))
             }
             Some("set") => match self.create(router, info, q).await {
                 Ok(()) => reply(iq, None, None),
