@@ -94,8 +94,8 @@ pub async fn start(config: &Config) -> Result<Running> {
         builder = builder.host(&h.domain);
     }
     let router = builder
-        //ROSTER .module(Arc::new(tern_roster::RosterModule::default()))
-        //PRESENCE .module(Arc::new(tern_presence::PresenceModule::default()))
+        .module(Arc::new(tern_roster::RosterModule::default()))
+        .module(Arc::new(tern_presence::PresenceModule::default()))
         .module(Arc::new(tern_router::disco::DiscoModule))
         .module(Arc::new(tern_register::RegisterModule::new(
             policies,
