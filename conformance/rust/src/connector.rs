@@ -26,7 +26,8 @@ use tokio_xmpp::connect::ServerConnector;
 use tokio_xmpp::error::{Error, ProtocolError};
 use tokio_xmpp::parsers::{jid::Jid, starttls};
 use tokio_xmpp::xmlstream::{
-    initiate_stream, FallibleStreamElement, PendingFeaturesRecv, ReadError, StreamHeader, Timeouts, XmppStreamElement,
+    initiate_stream, FallibleStreamElement, PendingFeaturesRecv, ReadError, StreamHeader, Timeouts,
+    XmppStreamElement,
 };
 
 /// How the client secures the stream.
@@ -138,7 +139,8 @@ impl ServerConnector for TernConnector {
         let tcp = match self.mode {
             Mode::DirectTls => tcp,
             Mode::StartTls => {
-                let stream = initiate_stream(BufStream::new(tcp), ns, header(jid), timeouts).await?;
+                let stream =
+                    initiate_stream(BufStream::new(tcp), ns, header(jid), timeouts).await?;
                 let (features, mut stream) =
                     stream.recv_features::<FallibleStreamElement>().await?;
                 if !features.can_starttls() {
@@ -150,10 +152,12 @@ impl ServerConnector for TernConnector {
                     )))
                     .await?;
                 loop {
-                    match stream.next().await.map(|r| r.and_then(|e| e.into_read_error())) {
-                        Some(Ok(XmppStreamElement::Starttls(starttls::Nonza::Proceed(_)))) => {
-                            break
-                        }
+                    match stream
+                        .next()
+                        .await
+                        .map(|r| r.and_then(|e| e.into_read_error()))
+                    {
+                        Some(Ok(XmppStreamElement::Starttls(starttls::Nonza::Proceed(_)))) => break,
                         Some(Ok(_)) | Some(Err(ReadError::SoftTimeout)) => {}
                         Some(Err(ReadError::HardError(e))) => return Err(e.into()),
                         Some(Err(ReadError::ParseError(e))) => {

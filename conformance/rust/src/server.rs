@@ -52,9 +52,23 @@ pub fn run_tern(cwd: &Path, args: &[&str]) -> Output {
 pub fn generate_certs(dir: &Path) -> PathBuf {
     fs::create_dir_all(dir).unwrap();
     let d = dir.to_str().expect("utf-8 temp path");
-    run_tern(dir, &["cert", "generate", "--domain", "localhost", "--out", d, "--ca"]);
+    run_tern(
+        dir,
+        &[
+            "cert",
+            "generate",
+            "--domain",
+            "localhost",
+            "--out",
+            d,
+            "--ca",
+        ],
+    );
     for f in ["ca.crt", "localhost.crt", "localhost.key"] {
-        assert!(dir.join(f).is_file(), "tern cert generate did not write {f} into {d}");
+        assert!(
+            dir.join(f).is_file(),
+            "tern cert generate did not write {f} into {d}"
+        );
     }
     dir.to_path_buf()
 }
@@ -107,7 +121,7 @@ impl TernServer {
             r#"[server]
 data_dir = {data:?}
 registration = "open"
-log_level = "debug"
+log_level = "debug,sqlx=warn,rustls=info"
 
 [[host]]
 domain = "localhost"
