@@ -86,6 +86,12 @@ pub fn push(router: &Router, owner: &BareJid, item: Element, ver: u64) {
     }
 }
 
+/// Sends an IQ reply from the account to the requesting resource.
+async fn reply(router: &Arc<Router>, st: &Stanza, me: &BareJid, el: Element) {
+    let reply = Stanza::new(Kind::Iq, Jid::from(me.clone()), Some(st.from.clone()), el);
+    router.route(Origin::Local, reply).await;
+}
+
 fn error(e: tern_storage::StoreError) -> StanzaError {
     warn!("roster storage failed: {e}");
     StanzaError::new(Condition::InternalServerError)
@@ -164,7 +170,7 @@ impl RosterModule {
         router: &Arc<Router>,
         st: &Stanza,
         me: &BareJid,
-    ) -> Result<Element, StanzaError> {
+    ) -> Result<Option<Element>, StanzaError> {
         let q = st.iq_payload().ok_or(Condition::BadRequest)?;
         let mut items = q.children().filter(|c| c.is("item", NS_ROSTER));
         let (Some(item), None) = (items.next(), items.next()) else {
@@ -205,8 +211,10 @@ impl RosterModule {
         it.groups = groups;
         it.listed = true;
         let ver = store.put(&it).await.map_err(error)?;
+        // The requester gets its result before the push (both are required, RFC 6121 §2.3.2).
+        reply(router, st, me, st.iq_result(None)).await;
         push(router, me, it.to_element(), ver);
-        Ok(st.iq_result(None))
+        Ok(None)
     }
 
     /// RFC 6121 §2.5: removing an item also cancels the subscriptions in both directions.
@@ -217,7 +225,7 @@ impl RosterModule {
         me: &BareJid,
         store: &RosterStore<'_>,
         jid: &BareJid,
-    ) -> Result<Element, StanzaError> {
+    ) -> Result<Option<Element>, StanzaError> {
         let item = {
             let _guard = store.lock().await;
             let Some(item) = store
@@ -229,6 +237,7 @@ impl RosterModule {
                 return Err(StanzaError::new(Condition::ItemNotFound));
             };
             let ver = store.remove(jid.as_str()).await.map_err(error)?;
+            reply(router, st, me, st.iq_result(None)).await;
             push(router, me, RosterItem::removal_element(jid.as_str()), ver);
             item
         };
@@ -270,7 +279,7 @@ impl RosterModule {
             }
             router.route(Origin::Local, send("unsubscribed")).await;
         }
-        Ok(st.iq_result(None))
+        Ok(None)
     }
 }
 
@@ -300,16 +309,13 @@ impl Module for RosterModule {
         let result = if !own {
             Err(StanzaError::new(Condition::Forbidden))
         } else if st.type_() == "get" {
-            self.get(ctx.router, st, &me).await
+            self.get(ctx.router, st, &me).await.map(Some)
         } else {
             self.set(ctx.router, st, &me).await
         };
         match result {
-            Ok(reply) => {
-                let to = st.from.clone();
-                let reply = Stanza::new(Kind::Iq, Jid::from(me), Some(to), reply);
-                ctx.router.route(Origin::Local, reply).await;
-            }
+            Ok(Some(el)) => reply(ctx.router, st, &me, el).await,
+            Ok(None) => {}
             Err(e) => ctx.router.bounce(st, e).await,
         }
         Flow::Handled

@@ -95,7 +95,7 @@ pub async fn start(config: &Config) -> Result<Running> {
     }
     let router = builder
         .module(Arc::new(tern_roster::RosterModule::default()))
-        .module(Arc::new(tern_presence::PresenceModule::default()))
+        .module(Arc::new(tern_presence::PresenceModule))
         .module(Arc::new(tern_router::disco::DiscoModule))
         .module(Arc::new(tern_register::RegisterModule::new(
             policies,

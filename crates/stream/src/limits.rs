@@ -26,3 +26,14 @@ impl Default for Limits {
         }
     }
 }
+
+/// Longest name (qualified, as written) or attribute value (after unescaping), in bytes.
+///
+/// Not configurable: it is rxml's default token limit, and xmpp-rs peers parse with rxml, so
+/// anything longer that we accepted and forwarded would break their streams.
+pub(crate) const MAX_TOKEN_BYTES: usize = 8192;
+
+/// The error for a name or attribute value over [`MAX_TOKEN_BYTES`].
+pub(crate) fn token_too_long(what: &str) -> crate::ParseError {
+    crate::ParseError::PolicyViolation(format!("{what} longer than {MAX_TOKEN_BYTES} bytes"))
+}

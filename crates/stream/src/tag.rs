@@ -5,6 +5,7 @@
 
 use crate::chars::{is_xml_space, split_qname};
 use crate::error::{nwf, ParseError};
+use crate::limits::{token_too_long, MAX_TOKEN_BYTES};
 
 /// A start tag split into its raw parts; names are validated QNames, values still escaped.
 #[derive(Debug)]
@@ -23,6 +24,9 @@ pub(crate) fn parse_tag(content: &str, max_attrs: usize) -> Result<RawTag<'_>, P
         .position(|&b| is_xml_space(b))
         .unwrap_or(bytes.len());
     let name = &content[..name_end];
+    if name.len() > MAX_TOKEN_BYTES {
+        return Err(token_too_long("element name"));
+    }
     split_qname(name)?;
     let mut attrs: Vec<(&str, &str)> = Vec::new();
     let mut i = name_end;
@@ -44,6 +48,9 @@ pub(crate) fn parse_tag(content: &str, max_attrs: usize) -> Result<RawTag<'_>, P
             i += 1;
         }
         let attr_name = &content[attr_start..i];
+        if attr_name.len() > MAX_TOKEN_BYTES {
+            return Err(token_too_long("attribute name"));
+        }
         split_qname(attr_name)?;
         while i < bytes.len() && is_xml_space(bytes[i]) {
             i += 1;

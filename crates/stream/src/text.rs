@@ -2,6 +2,10 @@
 
 use crate::chars::{is_ncname, is_xml_char};
 use crate::error::{nwf, ParseError};
+use crate::limits::{token_too_long, MAX_TOKEN_BYTES};
+
+/// Longest digit run accepted in a character reference (rxml's limit).
+const MAX_CHAR_REF_DIGITS: usize = 8;
 
 /// Resolves the body of a reference (`amp` for `&amp;`, `#x41` for `&#x41;`).
 ///
@@ -25,6 +29,13 @@ pub(crate) fn resolve_ref(name: &str) -> Result<char, ParseError> {
         // from_str_radix accepts a leading '+', which XML does not; check digits ourselves.
         if digits.is_empty() || !digits.chars().all(|c| c.is_digit(radix)) {
             return Err(nwf(format!("malformed character reference &{name};")));
+        }
+        // XML allows any number of leading zeros; rxml stops at 8 digits, and we must not
+        // accept what xmpp-rs peers cannot parse (nobody needs `&#x000000041;`).
+        if digits.len() > MAX_CHAR_REF_DIGITS {
+            return Err(nwf(format!(
+                "character reference &{name}; has over 8 digits"
+            )));
         }
         return u32::from_str_radix(digits, radix)
             .ok()
@@ -87,6 +98,9 @@ pub(crate) fn attr_value(raw: &str) -> Result<String, ParseError> {
         }
     }
     out.push_str(rest);
+    if out.len() > MAX_TOKEN_BYTES {
+        return Err(token_too_long("attribute value"));
+    }
     Ok(out)
 }
 

@@ -1,7 +1,9 @@
 //! Differential tests against rxml (through minidom's own parser): whatever we accept, rxml
 //! accepts with the same result, so our quick-xml based reader is at least as strict.
 //! (Where they differ, we are the stricter one: rxml 0.14 via minidom lets a repeated attribute
-//! overwrite the first; we reject it as XML 1.0 §3.1 requires.)
+//! overwrite the first; we reject it as XML 1.0 §3.1 requires. And rxml mishandles CR in places
+//! (a lone CR in an attribute value; CRLF right after `]` in CDATA), where we follow XML 1.0
+//! §2.11/§3.3.3. Conversely we exclude `[#xFDF0-#xFFFD]` from names exactly as rxml does.)
 
 mod common;
 
@@ -36,6 +38,51 @@ fn fixtures_agree_with_rxml() {
     for stanza in C2S_STANZAS {
         let expected = rxml_parse(stanza).unwrap_or_else(|e| panic!("rxml rejects {stanza}: {e}"));
         assert_eq!(parse_one(stanza).unwrap(), expected, "{stanza}");
+    }
+}
+
+#[test]
+fn known_divergences_from_rxml() {
+    let el = parse_one("<message to='a\rb' id='c\r'/>").unwrap();
+    assert_eq!(el.attr("to"), Some("a b"));
+    assert_eq!(el.attr("id"), Some("c "));
+    assert!(rxml_parse("<message to='a\rb'/>").is_err());
+    assert_eq!(
+        rxml_parse("<message id='c\r'/>").unwrap().attr("id"),
+        Some("c")
+    );
+    let el = parse_one("<message><![CDATA[x]\r\ny]]></message>").unwrap();
+    assert_eq!(el.text(), "x]\ny");
+    assert!(ours("<message a='1' a='2'/>").unwrap().is_err());
+    assert!(rxml_parse("<message a='1' a='2'/>").is_ok());
+}
+
+#[test]
+fn token_length_limits_match_rxml() {
+    let v = |n: usize| "v".repeat(n);
+    let cases = |n: usize| {
+        vec![
+            format!("<message to='{}'/>", v(n)),
+            format!("<message to='{}&amp;'/>", v(n - 1)),
+            format!("<message to='{}\u{e9}'/>", v(n - 2)),
+            format!("<{} />", v(n)),
+            format!("<message {}='1'/>", v(n)),
+            format!("<a xmlns='{}'/>", v(n)),
+            format!("<a xmlns:{}='urn:x'/>", v(n - 6)),
+        ]
+    };
+    for stanza in cases(8192) {
+        let expected = rxml_parse(&stanza).unwrap();
+        assert_eq!(parse_one(&stanza).unwrap(), expected);
+    }
+    for stanza in cases(8193) {
+        assert!(rxml_parse(&stanza).is_err());
+        let e = parse_one(&stanza).unwrap_err();
+        assert_eq!(
+            e.condition(),
+            tern_stream::StreamErrorCondition::PolicyViolation,
+            "{e}"
+        );
     }
 }
 
