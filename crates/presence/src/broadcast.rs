@@ -65,11 +65,12 @@ pub(crate) async fn from_client(router: &Arc<Router>, session: &SessionHandle, s
 async fn available(router: &Arc<Router>, session: &SessionHandle, el: Element) {
     let me = session.jid().clone();
     let bare = me.to_bare();
-    let initial = session.update_presence(|p| {
+    let (initial, became_reachable) = session.update_presence(|p| {
         let initial = !p.available();
+        let was_reachable = p.available() && p.priority >= 0;
         p.priority = priority(&el);
         p.presence = Some(el.clone());
-        initial
+        (initial, !was_reachable && p.priority >= 0)
     });
     let roster = items(router, &bare).await;
     let from = Jid::from(me.clone());
@@ -95,6 +96,9 @@ async fn available(router: &Arc<Router>, session: &SessionHandle, el: Element) {
         router.deliver(s, &st);
     }
     if !initial {
+        if became_reachable {
+            notify_reachable(router, session).await;
+        }
         return;
     }
     let me_bare = Jid::from(bare.clone());
@@ -133,6 +137,16 @@ async fn available(router: &Arc<Router>, session: &SessionHandle, el: Element) {
             &Stanza::new(Kind::Presence, c, Some(to_me.clone()), req),
         );
     }
+    if became_reachable {
+        notify_reachable(router, session).await;
+    }
+}
+
+/// Tells modules (offline storage) that a session can now receive messages for its bare JID.
+async fn notify_reachable(router: &Arc<Router>, session: &SessionHandle) {
+    router
+        .session_event(tern_router::SessionEvent::Available, session)
+        .await;
 }
 
 /// Unavailable presence (explicit, or because the session ended): contacts with a `from`

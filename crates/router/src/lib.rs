@@ -12,6 +12,7 @@ pub mod module;
 pub mod registry;
 pub mod router;
 pub mod stanza;
+pub mod time;
 pub mod xml;
 
 pub use jid::{BareJid, FullJid, Jid};

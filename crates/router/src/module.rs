@@ -88,6 +88,9 @@ pub enum SessionEvent {
     Bound,
     /// The session ended, cleanly or not; presence must go unavailable.
     Closed,
+    /// The session sent initial presence with a non-negative priority, so messages for the
+    /// bare JID may now reach it (RFC 6121 §8.5.2.1.1); fired by the presence module.
+    Available,
 }
 
 /// Facts about a not-yet-authenticated stream, for pre-authentication handlers (XEP-0077).

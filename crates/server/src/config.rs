@@ -53,6 +53,8 @@ pub struct ServerSection {
     pub registration: Registration,
     /// Most accounts one IP address may register in-band per hour (0: unlimited).
     pub registration_per_ip_per_hour: u32,
+    /// Most messages stored for one offline account (XEP-0160).
+    pub offline_max_per_user: u64,
 }
 
 /// `[[host]]`: one served domain.
@@ -122,6 +124,7 @@ impl Default for ServerSection {
             log_level: "info".into(),
             registration: Registration::Closed,
             registration_per_ip_per_hour: 10,
+            offline_max_per_user: 1000,
         }
     }
 }

@@ -30,6 +30,7 @@ pub struct TestServer {
     pub c2s: SocketAddr,
     /// The direct-TLS port address.
     pub tls: SocketAddr,
+    config: Config,
 }
 
 impl TestServer {
@@ -57,6 +58,7 @@ impl TestServer {
             domain,
             c2s,
             tls,
+            config,
         })
     }
 
@@ -81,6 +83,18 @@ impl TestServer {
     /// Path of the CA certificate that signed the server's certificate.
     pub fn ca_path(&self) -> PathBuf {
         self.dir.join("ca.crt")
+    }
+
+    /// Stops the server and starts it again on the same configuration and data (new ports).
+    pub async fn restart(&mut self) -> Result<()> {
+        if let Some(r) = self.running.take() {
+            r.shutdown().await;
+        }
+        let running = tern_server::start(&self.config).await?;
+        self.c2s = running.c2s_addrs[0];
+        self.tls = running.tls_addrs[0];
+        self.running = Some(running);
+        Ok(())
     }
 
     /// Stops the server.

@@ -1,0 +1,114 @@
+//! XEP-0160 offline storage end to end, on SQLite, across a restart.
+
+use std::time::Duration;
+
+use tern_testkit::{RawClient, TestServer};
+
+const DELAY: &str = "urn:xmpp:delay";
+
+#[tokio::test]
+async fn stored_in_order_with_delay_survives_restart_and_is_delivered_once() {
+    let mut s = TestServer::start_with(|c| {
+        c.storage.backend = "sqlite".into();
+        c.server.offline_max_per_user = 3;
+    })
+    .await
+    .unwrap();
+    s.add_user("alice", "pw").await.unwrap();
+    s.add_user("bob", "pw").await.unwrap();
+    let mut a = RawClient::login(&s, "alice", "pw", "a").await.unwrap();
+    for i in 1..=3 {
+        a.send_str(&format!(
+            "<message to='bob@localhost' type='chat' id='m{i}'><body>n{i}</body></message>"
+        ))
+        .await
+        .unwrap();
+    }
+    // A standalone chat state is neither stored nor bounced.
+    a.send_str("<message to='bob@localhost' type='chat' id='cs'><composing xmlns='http://jabber.org/protocol/chatstates'/></message>")
+        .await
+        .unwrap();
+    // Over the limit: resource-constraint.
+    a.send_str("<message to='bob@localhost' type='chat' id='m4'><body>n4</body></message>")
+        .await
+        .unwrap();
+    let e = a
+        .expect("bounce", |e| {
+            e.name() == "message" && e.attr("type") == Some("error")
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        e.attr("id"),
+        Some("m4"),
+        "only the fourth message is refused: {e:?}"
+    );
+    assert!(e
+        .get_child("error", "jabber:client")
+        .unwrap()
+        .has_child("resource-constraint", "urn:ietf:params:xml:ns:xmpp-stanzas"));
+
+    s.restart().await.unwrap();
+
+    let mut b = RawClient::login(&s, "bob", "pw", "b").await.unwrap();
+    // Nothing before initial presence.
+    assert!(b
+        .silent_for(Duration::from_millis(300), |e| e.name() == "message")
+        .await
+        .unwrap());
+    b.send_str("<presence/>").await.unwrap();
+    for i in 1..=3 {
+        let m = b
+            .expect("offline message", |e| e.name() == "message")
+            .await
+            .unwrap();
+        assert_eq!(m.attr("id"), Some(format!("m{i}").as_str()), "in order");
+        assert_eq!(m.attr("from"), Some("alice@localhost/a"));
+        let d = m.get_child("delay", DELAY).expect("XEP-0203 delay");
+        assert_eq!(d.attr("from"), Some("localhost"));
+        assert!(d
+            .attr("stamp")
+            .is_some_and(|t| t.ends_with('Z') && t.len() >= 20));
+    }
+    assert!(b
+        .silent_for(Duration::from_millis(300), |e| e.name() == "message")
+        .await
+        .unwrap());
+    drop(b);
+    // Delivered messages are gone.
+    let mut b = RawClient::login(&s, "bob", "pw", "b2").await.unwrap();
+    b.send_str("<presence/>").await.unwrap();
+    assert!(b
+        .silent_for(Duration::from_millis(500), |e| e.name() == "message")
+        .await
+        .unwrap());
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn negative_priority_does_not_flush() {
+    let s = TestServer::start().await.unwrap();
+    s.add_user("alice", "pw").await.unwrap();
+    s.add_user("bob", "pw").await.unwrap();
+    let mut a = RawClient::login(&s, "alice", "pw", "a").await.unwrap();
+    a.send_str("<message to='bob@localhost' type='chat' id='x'><body>later</body></message>")
+        .await
+        .unwrap();
+    let mut b = RawClient::login(&s, "bob", "pw", "b").await.unwrap();
+    b.send_str("<presence><priority>-1</priority></presence>")
+        .await
+        .unwrap();
+    assert!(b
+        .silent_for(Duration::from_millis(400), |e| e.name() == "message")
+        .await
+        .unwrap());
+    b.send_str("<presence><priority>1</priority></presence>")
+        .await
+        .unwrap();
+    let m = b
+        .expect("message", |e| e.name() == "message")
+        .await
+        .unwrap();
+    assert_eq!(m.attr("id"), Some("x"));
+    s.stop().await;
+}
