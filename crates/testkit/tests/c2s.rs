@@ -412,3 +412,96 @@ async fn server_generated_resource_and_malformed_to() {
         .has_child("bad-request", "urn:ietf:params:xml:ns:xmpp-stanzas"));
     server.stop().await;
 }
+
+#[tokio::test]
+async fn ping_time_version_and_disco() {
+    let server = TestServer::start().await.unwrap();
+    server.add_user("alice", "pw").await.unwrap();
+    let mut c = RawClient::login(&server, "alice", "pw", "r").await.unwrap();
+    c.send_str("<iq type='get' id='p1' to='localhost'><ping xmlns='urn:xmpp:ping'/></iq>")
+        .await
+        .unwrap();
+    let r = c
+        .expect("pong", |e| e.attr("id") == Some("p1"))
+        .await
+        .unwrap();
+    assert_eq!(
+        (r.attr("type"), r.attr("from")),
+        (Some("result"), Some("localhost"))
+    );
+    c.send_str("<iq type='get' id='p2'><ping xmlns='urn:xmpp:ping'/></iq>")
+        .await
+        .unwrap();
+    let r = c
+        .expect("pong", |e| e.attr("id") == Some("p2"))
+        .await
+        .unwrap();
+    assert_eq!(r.attr("type"), Some("result"));
+    c.send_str("<iq type='get' id='t1' to='localhost'><time xmlns='urn:xmpp:time'/></iq>")
+        .await
+        .unwrap();
+    let r = c
+        .expect("time", |e| e.attr("id") == Some("t1"))
+        .await
+        .unwrap();
+    let utc = r
+        .get_child("time", "urn:xmpp:time")
+        .unwrap()
+        .get_child("utc", "urn:xmpp:time")
+        .unwrap()
+        .text();
+    assert!(utc.starts_with("20") && utc.ends_with('Z'), "{utc}");
+    c.send_str("<iq type='get' id='v1' to='localhost'><query xmlns='jabber:iq:version'/></iq>")
+        .await
+        .unwrap();
+    let r = c
+        .expect("version", |e| e.attr("id") == Some("v1"))
+        .await
+        .unwrap();
+    assert_eq!(
+        r.get_child("query", "jabber:iq:version")
+            .unwrap()
+            .get_child("name", "jabber:iq:version")
+            .unwrap()
+            .text(),
+        "Tern"
+    );
+    c.send_str("<iq type='get' id='d1' to='localhost'><query xmlns='http://jabber.org/protocol/disco#info'/></iq>").await.unwrap();
+    let r = c
+        .expect("disco", |e| e.attr("id") == Some("d1"))
+        .await
+        .unwrap();
+    let q = r
+        .get_child("query", "http://jabber.org/protocol/disco#info")
+        .unwrap();
+    let id = q
+        .get_child("identity", "http://jabber.org/protocol/disco#info")
+        .unwrap();
+    assert_eq!(
+        (id.attr("category"), id.attr("type")),
+        (Some("server"), Some("im"))
+    );
+    let features: Vec<_> = q.children().filter_map(|f| f.attr("var")).collect();
+    for f in [
+        "urn:xmpp:ping",
+        "jabber:iq:roster",
+        "msgoffline",
+        "jabber:iq:register",
+        "http://jabber.org/protocol/disco#info",
+    ] {
+        assert!(features.contains(&f), "{f} missing from {features:?}");
+    }
+    // Unknown node: item-not-found.
+    c.send_str("<iq type='get' id='d2' to='localhost'><query xmlns='http://jabber.org/protocol/disco#info' node='nope'/></iq>")
+        .await
+        .unwrap();
+    let r = c
+        .expect("disco error", |e| e.attr("id") == Some("d2"))
+        .await
+        .unwrap();
+    assert!(r
+        .get_child("error", "jabber:client")
+        .unwrap()
+        .has_child("item-not-found", "urn:ietf:params:xml:ns:xmpp-stanzas"));
+    server.stop().await;
+}
