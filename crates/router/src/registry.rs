@@ -34,6 +34,9 @@ pub struct PresenceState {
     pub roster_requested: bool,
     /// Entities the session sent directed presence to (RFC 6121 §4.6), to notify on unavailable.
     pub directed: HashSet<Jid>,
+    /// Per-session switches modules set for themselves (e.g. "carbons" for XEP-0280), named by
+    /// the module that owns them.
+    pub flags: HashSet<&'static str>,
 }
 
 impl PresenceState {
@@ -109,6 +112,21 @@ impl SessionHandle {
     /// Changes the presence state; the closure runs under a short, never-awaited lock.
     pub fn update_presence<R>(&self, f: impl FnOnce(&mut PresenceState) -> R) -> R {
         f(&mut self.lock())
+    }
+
+    /// Whether a module's per-session switch is on.
+    pub fn flag(&self, name: &'static str) -> bool {
+        self.lock().flags.contains(name)
+    }
+
+    /// Turns a module's per-session switch on or off.
+    pub fn set_flag(&self, name: &'static str, on: bool) {
+        let mut s = self.lock();
+        if on {
+            s.flags.insert(name);
+        } else {
+            s.flags.remove(name);
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, PresenceState> {
