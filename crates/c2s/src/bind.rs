@@ -13,6 +13,7 @@ use tern_router::{
 use tern_stream::{StreamError, StreamErrorCondition as Sec, StreamEvent, NS_CLIENT, NS_STREAMS};
 
 use crate::conn::{ConnError, XmlConn};
+use crate::sm::{failed, ResumeRequest, NS_SM};
 use crate::{random_id, C2s, ConflictPolicy};
 
 /// Resource binding namespace.
@@ -21,17 +22,26 @@ pub(crate) const NS_BIND: &str = "urn:ietf:params:xml:ns:xmpp-bind";
 pub(crate) const NS_SESSION: &str = "urn:ietf:params:xml:ns:xmpp-session";
 
 /// Offers binding and waits for the client to bind a resource; registers the session.
+/// How the authenticated stream continues.
+pub(crate) enum Bound {
+    /// A new session with a bound resource.
+    New(Box<XmlConn>, SessionHandle, mpsc::Receiver<Outbound>),
+    /// The connection was handed to an earlier session it resumed (XEP-0198).
+    Resumed,
+}
+
 pub(crate) async fn bind(
     c2s: &Arc<C2s>,
     mut conn: XmlConn,
     bare: BareJid,
-) -> Result<(XmlConn, SessionHandle, mpsc::Receiver<Outbound>), ConnError> {
+) -> Result<Bound, ConnError> {
     let session = Element::builder("session", NS_SESSION)
         .append(Element::bare("optional", NS_SESSION))
         .build();
     let mut features = Element::builder("features", NS_STREAMS)
         .append(Element::bare("bind", NS_BIND))
         .append(session)
+        .append(Element::bare("sm", NS_SM))
         .build();
     for f in c2s.router.session_features() {
         features.append_child(f);
@@ -42,6 +52,20 @@ pub(crate) async fn bind(
             StreamEvent::Element(el) => el,
             _ => return Err(conn.fail(StreamError::new(Sec::NotWellFormed)).await),
         };
+        if el.is("resume", NS_SM) {
+            match resume(c2s, conn, &bare, &el).await? {
+                None => return Ok(Bound::Resumed),
+                Some(c) => {
+                    conn = c;
+                    continue;
+                }
+            }
+        }
+        if el.is("enable", NS_SM) {
+            // XEP-0198 §3: stream management needs a bound resource first.
+            conn.send(&failed("unexpected-request", None)).await?;
+            continue;
+        }
         let request = el.get_child("bind", NS_BIND).filter(|_| {
             el.is("iq", NS_CLIENT) && el.attr("type") == Some("set") && el.attr("id").is_some()
         });
@@ -89,9 +113,35 @@ pub(crate) async fn bind(
                 tracing::Span::current().record("jid", handle.jid().as_str());
                 info!(jid = %handle.jid(), "resource bound");
                 c2s.router.session_event(SessionEvent::Bound, &handle).await;
-                return Ok((conn, handle, rx));
+                return Ok(Bound::New(Box::new(conn), handle, rx));
             }
             Err(e) => conn.send(&bind_error(&id, e)).await?,
+        }
+    }
+}
+
+/// Hands the connection to the session named by `previd` if it belongs to this account
+/// (`None`); otherwise answers `<failed/>` and gives the connection back (XEP-0198 §5).
+async fn resume(
+    c2s: &Arc<C2s>,
+    mut conn: XmlConn,
+    bare: &BareJid,
+    el: &Element,
+) -> Result<Option<XmlConn>, ConnError> {
+    let previd = el.attr("previd").unwrap_or_default();
+    let h = el.attr("h").and_then(|h| h.parse::<u32>().ok());
+    let slot = c2s.resumable_get(previd).filter(|(owner, _)| owner == bare);
+    let (Some((_, tx)), Some(h)) = (slot, h) else {
+        info!(jid = %bare, "resumption failed: unknown or expired session");
+        conn.send(&failed("item-not-found", None)).await?;
+        return Ok(Some(conn));
+    };
+    match tx.try_send(ResumeRequest { conn, h }) {
+        Ok(()) => Ok(None),
+        Err(e) => {
+            let mut conn = e.into_inner().conn;
+            conn.send(&failed("item-not-found", None)).await?;
+            Ok(Some(conn))
         }
     }
 }

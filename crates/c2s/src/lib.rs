@@ -25,9 +25,11 @@ use tern_stream::Limits;
 mod auth;
 mod bind;
 mod conn;
+mod inbound;
 mod negotiate;
 mod rate;
 mod session;
+mod sm;
 mod transport;
 
 /// What to do when a client binds a resource that is already bound (RFC 6120 §7.7.2.2).
@@ -67,6 +69,10 @@ pub struct C2sConfig {
     pub max_auth_failures: u32,
     /// Average bytes per second an authenticated client may send; reading pauses beyond it.
     pub max_bytes_per_second: u64,
+    /// Longest time a stream-management session waits to be resumed (XEP-0198).
+    pub sm_resume_timeout: Duration,
+    /// Most stanzas kept unacknowledged for one session before it is closed.
+    pub sm_max_unacked: usize,
 }
 
 impl Default for C2sConfig {
@@ -83,6 +89,8 @@ impl Default for C2sConfig {
             max_connections: 10_000,
             max_auth_failures: 3,
             max_bytes_per_second: 64 * 1024,
+            sm_resume_timeout: Duration::from_secs(300),
+            sm_max_unacked: 5000,
         }
     }
 }
@@ -119,6 +127,7 @@ pub struct C2s {
     pub tls: Option<TlsSettings>,
     shutdown: watch::Receiver<bool>,
     connections: Arc<Semaphore>,
+    resumable: std::sync::Mutex<std::collections::HashMap<String, sm::ResumeSlot>>,
 }
 
 impl C2s {
@@ -137,6 +146,7 @@ impl C2s {
             tls,
             shutdown,
             connections,
+            resumable: Default::default(),
         })
     }
 
@@ -178,6 +188,24 @@ impl C2s {
 
     pub(crate) fn shutdown_signal(&self) -> watch::Receiver<bool> {
         self.shutdown.clone()
+    }
+
+    fn resumable_map(
+        &self,
+    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, sm::ResumeSlot>> {
+        self.resumable.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub(crate) fn resumable_insert(&self, id: String, slot: sm::ResumeSlot) {
+        self.resumable_map().insert(id, slot);
+    }
+
+    pub(crate) fn resumable_remove(&self, id: &str) {
+        self.resumable_map().remove(id);
+    }
+
+    pub(crate) fn resumable_get(&self, id: &str) -> Option<sm::ResumeSlot> {
+        self.resumable_map().get(id).cloned()
     }
 }
 

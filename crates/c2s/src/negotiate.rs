@@ -46,7 +46,8 @@ pub(crate) async fn run(c2s: Arc<C2s>, tcp: TcpStream, peer: SocketAddr, kind: L
     };
     let _ = bindings;
     match bind::bind(&c2s, conn, bare).await {
-        Ok((conn, handle, rx)) => session::run(c2s, conn, handle, rx).await,
+        Ok(bind::Bound::New(conn, handle, rx)) => session::run(c2s, *conn, handle, rx).await,
+        Ok(bind::Bound::Resumed) => {}
         Err(e) => debug!("connection ended before binding: {e}"),
     }
 }

@@ -122,6 +122,18 @@ impl Router {
         f
     }
 
+    /// Disco features of local accounts from all loaded modules, sorted and deduplicated.
+    pub fn account_features(&self) -> Vec<&'static str> {
+        let mut f: Vec<&'static str> = self
+            .modules
+            .iter()
+            .flat_map(|m| m.account_features())
+            .collect();
+        f.sort_unstable();
+        f.dedup();
+        f
+    }
+
     /// Whether a local account exists (a bound session proves it without a store read).
     pub async fn account_exists(&self, bare: &BareJid) -> bool {
         let Some(node) = bare.node() else {
@@ -377,14 +389,46 @@ impl Router {
         }
     }
 
-    /// RFC 6121 §8.5.2.1.1 and §8.5.2.2.1: deliver to the available resources with the highest
-    /// non-negative priority; with none, the message is undeliverable.
+    /// RFC 6121 §8.5.2.1.1 and §8.5.2.2.1: deliver to the sessions
+    /// [`Router::bare_message_recipients`] picks; with none, the message is undeliverable.
     async fn deliver_message_to_bare(
         self: &Arc<Self>,
         origin: &Origin,
         mut st: Stanza,
         bare: &BareJid,
     ) {
+        let recipients = self.bare_message_recipients(bare, st.type_());
+        match st.type_() {
+            "error" => {}
+            "groupchat" => self.bounce(&st, Condition::ServiceUnavailable.into()).await,
+            "headline" => {
+                for s in &recipients {
+                    self.deliver(s, &st);
+                }
+            }
+            _ => {
+                let mut delivered = false;
+                for s in &recipients {
+                    delivered |= self.deliver(s, &st);
+                }
+                if !delivered
+                    && self.fire(&Event::Undeliverable, origin, &mut st).await == Flow::Continue
+                {
+                    self.bounce(&st, Condition::ServiceUnavailable.into()).await;
+                }
+            }
+        }
+    }
+
+    /// The sessions the default rules give a message of type `type_` addressed to `bare`
+    /// (RFC 6121 §8.5.2.1.1): every available resource with a non-negative priority for a
+    /// headline; those with the highest such priority for chat and normal; none for error
+    /// (dropped) and groupchat (bounced). Public so that modules which must know who gets the
+    /// original (XEP-0280 carbons) apply the same rule rather than a copy of it.
+    pub fn bare_message_recipients(&self, bare: &BareJid, type_: &str) -> Vec<SessionHandle> {
+        if matches!(type_, "error" | "groupchat") {
+            return Vec::new();
+        }
         let candidates: Vec<(i8, SessionHandle)> = self
             .registry
             .resources(bare)
@@ -394,28 +438,44 @@ impl Router {
                 (p.available() && p.priority >= 0).then_some((p.priority, s))
             })
             .collect();
-        match st.type_() {
-            "error" => {}
-            "groupchat" => self.bounce(&st, Condition::ServiceUnavailable.into()).await,
-            "headline" => {
-                for (_, s) in &candidates {
-                    self.deliver(s, &st);
-                }
+        let top = candidates.iter().map(|(p, _)| *p).max();
+        candidates
+            .into_iter()
+            .filter(|(p, _)| type_ == "headline" || Some(*p) == top)
+            .map(|(_, s)| s)
+            .collect()
+    }
+
+    /// Hands back a stanza that was queued or sent to a session that ended without the client
+    /// acknowledging it (XEP-0198 §5): a chat or normal message goes to the account's other
+    /// resources by the bare-JID rules, else to the `Undeliverable` hooks (offline storage); an
+    /// IQ request is answered with an error; anything else is dropped. The stanza hooks do not
+    /// run again: archives and copies already saw it.
+    pub async fn redeliver(self: &Arc<Self>, el: Element) {
+        let (Some(kind), Some(from), Some(to)) = (
+            Kind::of(&el),
+            el.attr("from").and_then(|f| Jid::new(f).ok()),
+            el.attr("to").and_then(|t| Jid::new(t).ok()),
+        ) else {
+            return;
+        };
+        let st = Stanza {
+            kind,
+            from,
+            to: Some(to.clone()),
+            el,
+        };
+        match (kind, st.type_()) {
+            (Kind::Message, "chat" | "normal") if self.is_local(to.domain().as_str()) => {
+                let bare = to.to_bare();
+                self.deliver_message_to_bare(&Origin::Local, st, &bare)
+                    .await
             }
-            _ => {
-                let top = candidates.iter().map(|(p, _)| *p).max();
-                let mut delivered = false;
-                for (p, s) in &candidates {
-                    if Some(*p) == top {
-                        delivered |= self.deliver(s, &st);
-                    }
-                }
-                if !delivered
-                    && self.fire(&Event::Undeliverable, origin, &mut st).await == Flow::Continue
-                {
-                    self.bounce(&st, Condition::ServiceUnavailable.into()).await;
-                }
+            (Kind::Iq, "get" | "set") => {
+                self.bounce(&st, StanzaError::new(Condition::RecipientUnavailable))
+                    .await
             }
+            _ => debug!("dropping undelivered {kind:?} on session end"),
         }
     }
 

@@ -39,6 +39,8 @@ pub struct Config {
     pub c2s: C2sSection,
     /// Storage backend.
     pub storage: StorageSection,
+    /// Message archive (XEP-0313).
+    pub mam: MamSection,
 }
 
 /// `[server]`
@@ -103,6 +105,10 @@ pub struct C2sSection {
     pub max_auth_failures: u32,
     /// Average bytes per second one authenticated client may send (reading pauses beyond it).
     pub max_bytes_per_second: u64,
+    /// Longest time a XEP-0198 session waits for its client to resume it.
+    pub sm_resume_timeout_secs: u64,
+    /// Most unacknowledged stanzas kept for one XEP-0198 session.
+    pub sm_max_unacked: usize,
 }
 
 /// `[storage]`
@@ -115,6 +121,35 @@ pub struct StorageSection {
     pub path: PathBuf,
     /// `full` (default: durable against power loss) or `normal` (durable against crashes).
     pub synchronous: String,
+}
+
+/// `[mam]`: the message archive (XEP-0313) and its limits.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MamSection {
+    /// Archiving policy of accounts that set no preferences: `always`, `roster` or `never`.
+    pub default: String,
+    /// Days archived messages are kept (0: forever).
+    pub max_age_days: u32,
+    /// Most results in one page (and the page size when a client does not ask for one).
+    pub max_page: usize,
+    /// Most JIDs in one account's always/never preference lists.
+    pub max_prefs_jids: usize,
+    /// Seconds between two retention sweeps (with `max_age_days` set).
+    pub expire_interval_secs: u64,
+}
+
+impl Default for MamSection {
+    fn default() -> Self {
+        let d = tern_mam::MamConfig::default();
+        MamSection {
+            default: d.default.as_str().into(),
+            max_age_days: d.max_age_days,
+            max_page: d.max_page,
+            max_prefs_jids: d.max_prefs_jids,
+            expire_interval_secs: d.expire_interval_secs,
+        }
+    }
 }
 
 impl Default for ServerSection {
@@ -147,6 +182,8 @@ impl Default for C2sSection {
             resource_conflict: "kick_old".into(),
             max_auth_failures: d.max_auth_failures,
             max_bytes_per_second: d.max_bytes_per_second,
+            sm_resume_timeout_secs: d.sm_resume_timeout.as_secs(),
+            sm_max_unacked: d.sm_max_unacked,
         }
     }
 }
@@ -229,6 +266,7 @@ impl Config {
             ("c2s.max_attributes", self.c2s.max_attributes, 8),
             ("c2s.queue_size", self.c2s.queue_size, 16),
             ("c2s.max_connections", self.c2s.max_connections, 1),
+            ("c2s.sm_max_unacked", self.c2s.sm_max_unacked, 16),
             (
                 "c2s.max_bytes_per_second",
                 self.c2s.max_bytes_per_second as usize,
@@ -251,6 +289,21 @@ impl Config {
         match self.storage.backend.as_str() {
             "sqlite" | "memory" => {}
             b => bail!("storage.backend = {b:?}: expected \"sqlite\" or \"memory\""),
+        }
+        if tern_mam::Policy::parse(&self.mam.default).is_none() {
+            bail!(
+                "mam.default = {:?}: expected \"always\", \"roster\" or \"never\"",
+                self.mam.default
+            );
+        }
+        if self.mam.max_page == 0 {
+            bail!("mam.max_page = 0: expected at least 1");
+        }
+        if self.mam.expire_interval_secs < 60 {
+            bail!(
+                "mam.expire_interval_secs = {}: expected at least 60",
+                self.mam.expire_interval_secs
+            );
         }
         match self.storage.synchronous.as_str() {
             "full" | "normal" => {}
@@ -289,6 +342,17 @@ impl Config {
         })
     }
 
+    /// The message archive settings.
+    pub fn mam_config(&self) -> tern_mam::MamConfig {
+        tern_mam::MamConfig {
+            default: tern_mam::Policy::parse(&self.mam.default).unwrap_or(tern_mam::Policy::Always),
+            max_age_days: self.mam.max_age_days,
+            max_page: self.mam.max_page,
+            max_prefs_jids: self.mam.max_prefs_jids,
+            expire_interval_secs: self.mam.expire_interval_secs,
+        }
+    }
+
     /// The listener settings.
     pub fn c2s_config(&self) -> Result<C2sConfig> {
         let c = &self.c2s;
@@ -308,6 +372,8 @@ impl Config {
             max_connections: c.max_connections,
             max_auth_failures: c.max_auth_failures,
             max_bytes_per_second: c.max_bytes_per_second,
+            sm_resume_timeout: Duration::from_secs(c.sm_resume_timeout_secs),
+            sm_max_unacked: c.sm_max_unacked,
             ..C2sConfig::default()
         })
     }
@@ -362,6 +428,31 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("unknown_key"), "{e}");
+    }
+
+    #[test]
+    fn mam_section() {
+        let c = Config::parse("").unwrap();
+        assert_eq!(c.mam_config().default, tern_mam::Policy::Always);
+        assert_eq!(c.mam_config().max_page, 250);
+        let c = Config::parse("[mam]\ndefault = \"roster\"\nmax_age_days = 30\nmax_page = 50\n")
+            .unwrap();
+        let m = c.mam_config();
+        assert_eq!(
+            (m.default, m.max_age_days, m.max_page),
+            (tern_mam::Policy::Roster, 30, 50)
+        );
+        let e = Config::parse("[mam]\ndefault = \"sometimes\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("mam.default") && e.contains("sometimes") && e.contains("roster"),
+            "{e}"
+        );
+        let e = Config::parse("[mam]\nmax_page = 0\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("mam.max_page"), "{e}");
     }
 
     #[test]

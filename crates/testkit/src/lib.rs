@@ -359,6 +359,25 @@ impl RawClient {
         Ok(reply)
     }
 
+    /// Connects over STARTTLS and authenticates with PLAIN; returns the client and the
+    /// features of the authenticated stream (binding not done yet).
+    pub async fn authenticate(
+        server: &TestServer,
+        user: &str,
+        password: &str,
+    ) -> Result<(RawClient, Element)> {
+        let mut c = RawClient::connect(server.c2s, &server.domain).await?;
+        c.open().await?;
+        let (mut c, _) = c.starttls(&server.ca_path()).await?;
+        let r = c.auth_plain(user, password).await?;
+        if r.name() != "success" {
+            bail!("authentication failed: {r:?}");
+        }
+        c.reader.restart();
+        let f = c.open().await?;
+        Ok((c, f))
+    }
+
     /// Connects over STARTTLS, authenticates with PLAIN and binds `resource`.
     pub async fn login(
         server: &TestServer,
