@@ -42,6 +42,7 @@ pub(crate) async fn bind(
         .append(Element::bare("bind", NS_BIND))
         .append(session)
         .append(Element::bare("sm", NS_SM))
+        .append(Element::bare("csi", crate::csi::NS_CSI))
         .build();
     for f in c2s.router.session_features() {
         features.append_child(f);

@@ -25,6 +25,7 @@ use tern_stream::Limits;
 mod auth;
 mod bind;
 mod conn;
+mod csi;
 mod inbound;
 mod negotiate;
 mod rate;

@@ -20,6 +20,7 @@ use tern_stream::{
 };
 
 use crate::conn::XmlConn;
+use crate::csi::{Csi, NS_CSI};
 use crate::inbound::handle_element;
 use crate::rate::RateLimiter;
 use crate::sm::{ack_element, failed, ResumeRequest, Sm, NS_SM};
@@ -43,14 +44,27 @@ enum End {
 pub(crate) struct Out {
     buf: Vec<u8>,
     pub(crate) sm: Option<Sm>,
+    csi: Csi,
 }
 
 impl Out {
-    /// Queues a stanza for the client.
+    /// Queues a stanza for the client (unless client state indication holds it back).
     pub(crate) fn stanza(&mut self, el: Element) {
+        for el in self.csi.filter(el) {
+            self.write_stanza(el);
+        }
+    }
+
+    fn write_stanza(&mut self, el: Element) {
         write_element(&el, NS_CLIENT, &mut self.buf);
         if let Some(sm) = &mut self.sm {
             sm.sent(el);
+        }
+    }
+
+    fn set_inactive(&mut self, inactive: bool) {
+        for el in self.csi.set_inactive(inactive) {
+            self.write_stanza(el);
         }
     }
 
@@ -111,6 +125,7 @@ pub(crate) async fn run(
         out: Out {
             buf: Vec::new(),
             sm: None,
+            csi: Csi::default(),
         },
         buf: vec![0u8; 4096],
         limiter,
@@ -239,6 +254,15 @@ impl Session {
                 Err(e) => return Some(parse_error(&mut self.out, e)),
             };
             match ev {
+                StreamEvent::Element(el) if el.ns() == NS_CSI => match el.name() {
+                    "active" => self.out.set_inactive(false),
+                    "inactive" => self.out.set_inactive(true),
+                    _ => {
+                        if let Err(c) = self.unsupported(&el) {
+                            return Some(End::Error(c));
+                        }
+                    }
+                },
                 StreamEvent::Element(el) if el.ns() == NS_SM => {
                     if let Err(c) = self.sm_nonza(&el) {
                         return Some(End::Error(c));

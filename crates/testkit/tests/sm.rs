@@ -208,3 +208,59 @@ async fn resumption_by_another_account_is_refused() {
     assert!(f.has_child("item-not-found", "urn:ietf:params:xml:ns:xmpp-stanzas"));
     s.stop().await;
 }
+
+#[tokio::test]
+async fn csi_holds_presence_until_a_message() {
+    let s = users().await;
+    let (mut a, f) = RawClient::authenticate(&s, "alice", "pw").await.unwrap();
+    assert!(f.has_child("csi", "urn:xmpp:csi:0"));
+    a.bind(Some("a")).await.unwrap();
+    a.send_str("<presence/>").await.unwrap();
+    a.expect("own presence", |e| e.name() == "presence")
+        .await
+        .unwrap();
+    a.send_str("<inactive xmlns='urn:xmpp:csi:0'/>")
+        .await
+        .unwrap();
+    let mut b = RawClient::login(&s, "bob", "pw", "b").await.unwrap();
+    // Directed presence from bob: held while alice is inactive.
+    b.send_str("<presence to='alice@localhost/a'><show>away</show></presence>")
+        .await
+        .unwrap();
+    b.send_str("<presence to='alice@localhost/a'><show>dnd</show></presence>")
+        .await
+        .unwrap();
+    assert!(a
+        .silent_for(Duration::from_millis(400), |e| e.name() == "presence")
+        .await
+        .unwrap());
+    b.send_str("<message to='alice@localhost/a' id='wake'><body>hi</body></message>")
+        .await
+        .unwrap();
+    // The latest presence arrives before the message; the superseded one never.
+    let p = a
+        .expect("held presence", |e| {
+            e.name() == "presence" || e.name() == "message"
+        })
+        .await
+        .unwrap();
+    assert_eq!(p.name(), "presence", "held presence comes first");
+    assert_eq!(p.get_child("show", "jabber:client").unwrap().text(), "dnd");
+    let m = a
+        .expect("message", |e| {
+            e.name() == "message" || e.name() == "presence"
+        })
+        .await
+        .unwrap();
+    assert_eq!(m.attr("id"), Some("wake"));
+    a.send_str("<active xmlns='urn:xmpp:csi:0'/>")
+        .await
+        .unwrap();
+    b.send_str("<presence to='alice@localhost/a'><show>chat</show></presence>")
+        .await
+        .unwrap();
+    a.expect("immediate presence", |e| e.name() == "presence")
+        .await
+        .unwrap();
+    s.stop().await;
+}
