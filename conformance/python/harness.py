@@ -296,7 +296,10 @@ class Client(slixmpp.ClientXMPP):
         except IqError as e:
             return e.iq
         except IqTimeout:
-            raise AssertionError(f"{self.boundjid}: no answer within {timeout}s to {xml_str(iq)}") from None
+            raise AssertionError(
+                f"{self.boundjid}: no answer within {timeout}s to {xml_str(iq)} (or only answers "
+                f"whose id/from did not match, RFC 6120 §8.1.2.1); received lately:\n  "
+                + "\n  ".join(xml_str(x) for x in self.received.seen[-10:])) from None
 
     async def barrier(self) -> None:
         """A round trip through the server: everything sent before it has been processed."""
@@ -356,6 +359,13 @@ def parse_roster_items(query: ET.Element) -> dict[str, dict]:
             "groups": sorted(g.text or "" for g in it.findall(q(NS_ROSTER, "group"))),
         }
     return items
+
+
+def assert_not_authorized(client) -> None:
+    """SASL failed, every attempt with <not-authorized/> (slixmpp tries each mechanism the
+    server offers unless one was chosen)."""
+    assert client.auth_failures, "no SASL <failure/> seen"
+    assert set(client.auth_failures) == {"not-authorized"}, client.auth_failures
 
 
 def error_condition(stanza) -> tuple[str | None, list[str]]:

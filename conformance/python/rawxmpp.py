@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import os
 import ssl
 from pathlib import Path
 from xml.etree import ElementTree as ET
@@ -43,6 +44,82 @@ def tls_context(ca: Path, max_tls12: bool = False) -> ssl.SSLContext:
     return ctx
 
 
+class NoAnswer(AssertionError):
+    """The server sent nothing matching within the timeout (it did not close the stream
+    either): the stream is hanging."""
+
+
+class _Protocol(asyncio.Protocol):
+    """Plain TCP; hands every received byte to the RawStream (TLS, if any, is done by the
+    RawStream on memory BIOs) and implements write flow control.
+
+    Nothing the server sent is lost when the connection fails: if a write fails (the server
+    reset the connection after its stream error), asyncio stops reading and closes the socket,
+    so `connection_lost` first reads what is still queued in the kernel."""
+
+    def __init__(self, owner: "RawStream"):
+        self.owner = owner
+        self.transport = None
+        self.closed = False
+        self._paused = False
+        self._drain: asyncio.Future | None = None
+
+    def connection_made(self, transport):
+        self.transport = transport
+
+    def data_received(self, data: bytes):
+        self.owner._on_raw(data)
+
+    def eof_received(self):
+        self.owner._on_eof("end of file")
+        return False  # close our side too
+
+    def connection_lost(self, exc):
+        self.closed = True
+        self._drain_socket()
+        self.owner._on_eof(repr(exc) if exc else "connection closed")
+        self._wake(exc or ConnectionResetError("connection closed"))
+
+    def _drain_socket(self) -> None:
+        # The transport closes the socket only after this callback returns.
+        try:
+            fd = self.transport.get_extra_info("socket").fileno()
+        except Exception:  # noqa: BLE001
+            return
+        if fd < 0:
+            return
+        for _ in range(1024):
+            try:
+                data = os.read(fd, 1 << 16)
+            except OSError:  # BlockingIOError (nothing queued), ECONNRESET, EBADF
+                return
+            if not data:
+                return
+            self.owner._on_raw(data)
+
+    def pause_writing(self):
+        self._paused = True
+
+    def resume_writing(self):
+        self._paused = False
+        self._wake(None)
+
+    def _wake(self, exc):
+        if self._drain is not None and not self._drain.done():
+            if exc is None:
+                self._drain.set_result(None)
+            else:
+                self._drain.set_exception(exc)
+        self._drain = None
+
+    async def drain(self):
+        if self.closed:
+            raise ConnectionResetError("connection closed")
+        if self._paused:
+            self._drain = asyncio.get_running_loop().create_future()
+            await self._drain
+
+
 class RawStream:
     def __init__(self, port: int, ca: Path, *, direct_tls: bool = False, host: str = "127.0.0.1"):
         self.host = host
@@ -55,90 +132,140 @@ class RawStream:
         self.header_count = 0
         self.stream_closed = False  # the server sent </stream:stream>
         self.eof = False
-        self.tls = direct_tls
+        self.tls = False
+        self.tls_version: str | None = None
         self.bytes_sent = 0
-        self._reader_task: asyncio.Task | None = None
-        self._reader = None
-        self._writer = None
+        self._proto: _Protocol | None = None
+        self._transport = None
+        self._parsing = True
+        self._ssl: ssl.SSLObject | None = None
+        self._bio_in = self._bio_out = None
+        self._handshake_progress: asyncio.Event | None = None
         self._new_parser()
 
     # -- connection ----------------------------------------------------------------------
 
     async def connect(self, timeout: float = 10.0) -> "RawStream":
-        kwargs = {}
+        loop = asyncio.get_running_loop()
+        self._transport, self._proto = await asyncio.wait_for(
+            loop.create_connection(lambda: _Protocol(self), self.host, self.port), timeout)
         if self.direct_tls:
-            kwargs = {"ssl": tls_context(self.ca), "server_hostname": "localhost"}
-        self._reader, self._writer = await asyncio.wait_for(
-            asyncio.open_connection(self.host, self.port, limit=1 << 20, **kwargs), timeout)
-        self._start_reader()
+            await self._start_tls(tls_context(self.ca), timeout)
         return self
+
+    async def _start_tls(self, ctx: ssl.SSLContext, timeout: float) -> None:
+        """TLS on memory BIOs over our own TCP protocol (see _Protocol for why)."""
+        self._bio_in, self._bio_out = ssl.MemoryBIO(), ssl.MemoryBIO()
+        self._ssl = ctx.wrap_bio(self._bio_in, self._bio_out, server_side=False,
+                                 server_hostname="localhost")
+        self._handshake_progress = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            try:
+                self._ssl.do_handshake()
+                break
+            except ssl.SSLWantReadError:
+                self._flush_tls()
+                if self.eof:
+                    raise AssertionError(f"connection closed during the TLS handshake:\n{self.raw_tail()}")
+                self._handshake_progress.clear()
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    raise NoAnswer("TLS handshake timed out")
+                try:
+                    await asyncio.wait_for(self._handshake_progress.wait(), remaining)
+                except asyncio.TimeoutError:
+                    pass
+        self._flush_tls()
+        self._handshake_progress = None
+        self.tls = True
+        self.tls_version = self._ssl.version()
+        self._on_raw(b"")  # anything that arrived with the last handshake message
+
+    def _flush_tls(self) -> None:
+        out = self._bio_out.read()
+        if out and not self._proto.closed:
+            self._transport.write(out)
+
+    def _on_raw(self, data: bytes) -> None:
+        if self._ssl is None:
+            self._on_data(data)
+            return
+        self._bio_in.write(data)
+        if self._handshake_progress is not None:
+            self._handshake_progress.set()
+            return
+        while True:
+            try:
+                chunk = self._ssl.read(1 << 16)
+            except ssl.SSLWantReadError:
+                break
+            except ssl.SSLZeroReturnError:  # close_notify
+                break
+            except ssl.SSLError as e:
+                self._on_eof(f"TLS error: {e!r}")
+                break
+            if not chunk:
+                break
+            self._on_data(chunk)
+        self._flush_tls()
 
     def _new_parser(self) -> None:
         self.parser = ET.XMLPullParser(events=("start", "end"))
         self.depth = 0
+        self._parsing = True
 
-    def _start_reader(self) -> None:
-        self._reader_task = asyncio.ensure_future(self._read_loop())
+    def _on_eof(self, reason: str) -> None:
+        if self._handshake_progress is not None:
+            self._handshake_progress.set()
+        if not self.eof:
+            self.eof = True
+            self.elements.put(ET.Element(EOF, {"reason": reason}))
 
-    async def _stop_reader(self) -> None:
-        if self._reader_task is not None:
-            self._reader_task.cancel()
-            try:
-                await self._reader_task
-            except (asyncio.CancelledError, Exception):  # noqa: BLE001
-                pass
-            self._reader_task = None
-
-    async def _read_loop(self) -> None:
-        parsing = True
-        while True:
-            try:
-                data = await self._reader.read(1 << 16)
-            except (ConnectionError, ssl.SSLError, OSError) as e:
-                self.elements.put(ET.Element(EOF, {"reason": repr(e)}))
-                self.eof = True
-                return
-            if not data:
-                self.eof = True
-                self.elements.put(ET.Element(EOF, {"reason": "end of file"}))
-                return
-            self.raw += data
-            if not parsing:
-                continue
-            try:
-                self.parser.feed(data)
-                for event, el in self.parser.read_events():
-                    if event == "start":
-                        if self.depth == 0:
-                            self.server_header = el
-                            self.header_count += 1
-                        self.depth += 1
-                    else:
-                        self.depth -= 1
-                        if self.depth == 0:
-                            self.stream_closed = True
-                        elif self.depth == 1:
-                            self.elements.put(el)
-                            if self.server_header is not None:
-                                self.server_header.remove(el)
-            except ET.ParseError as e:
-                parsing = False
-                self.elements.put(ET.Element(PARSE_ERROR, {"error": str(e)}))
+    def _on_data(self, data: bytes) -> None:
+        self.raw += data
+        if not self._parsing:
+            return
+        try:
+            self.parser.feed(data)
+            for event, el in self.parser.read_events():
+                if event == "start":
+                    if self.depth == 0:
+                        self.server_header = el
+                        self.header_count += 1
+                    self.depth += 1
+                else:
+                    self.depth -= 1
+                    if self.depth == 0:
+                        self.stream_closed = True
+                    elif self.depth == 1:
+                        self.elements.put(el)
+                        if self.server_header is not None:
+                            self.server_header.remove(el)
+        except ET.ParseError as e:
+            self._parsing = False
+            self.elements.put(ET.Element(PARSE_ERROR, {"error": str(e)}))
 
     def send(self, data: str | bytes) -> None:
         if isinstance(data, str):
             data = data.encode()
-        self._writer.write(data)
+        if self._proto.closed:
+            raise ConnectionResetError("connection closed")
+        if self._ssl is not None:
+            self._ssl.write(data)
+            self._flush_tls()
+        else:
+            self._transport.write(data)
         self.bytes_sent += len(data)
 
     async def drain(self) -> None:
-        await self._writer.drain()
+        await self._proto.drain()
 
     async def close(self) -> None:
-        await self._stop_reader()
-        if self._writer is not None:
-            self._writer.transport.abort()
-            self._writer = None
+        if self._transport is not None:
+            self._transport.abort()
+            self._transport = None
 
     def raw_tail(self, n: int = 3000) -> str:
         return bytes(self.raw[-n:]).decode(errors="replace")
@@ -155,7 +282,7 @@ class RawStream:
         try:
             el = await self.elements.get(pred, timeout, what=what)
         except AssertionError as e:
-            raise AssertionError(f"{e}\nraw bytes from the server:\n{self.raw_tail()}") from None
+            raise NoAnswer(f"{e}\nraw bytes from the server:\n{self.raw_tail()}") from None
         if el.tag in (EOF, PARSE_ERROR):
             self.elements.put(el)  # stays visible to later waits
             raise AssertionError(f"waiting for {what}: {el.tag} {el.attrib}\n"
@@ -200,12 +327,7 @@ class RawStream:
         """STARTTLS (RFC 6120 §5.4.2) and the restarted stream's features."""
         self.send(f"<starttls xmlns='{NS_TLS}'/>")
         await self.next(q(NS_TLS, "proceed"), timeout)
-        await self._stop_reader()
-        await asyncio.wait_for(
-            self._writer.start_tls(tls_context(self.ca, max_tls12), server_hostname="localhost"),
-            timeout)
-        self.tls = True
-        self._start_reader()
+        await self._start_tls(tls_context(self.ca, max_tls12), timeout)
         return await self.open(timeout=timeout)
 
     async def auth_plain(self, user: str, password: str, timeout: float = 10.0) -> ET.Element:
@@ -223,7 +345,7 @@ class RawStream:
     async def login(self, user: str, password: str, resource: str | None = "raw",
                     timeout: float = 10.0) -> str:
         """Connect, (STARTTLS,) PLAIN, bind; returns the bound full JID."""
-        if self._writer is None:
+        if self._transport is None:
             await self.connect(timeout)
         features = await self.open(timeout=timeout)
         if not self.tls:

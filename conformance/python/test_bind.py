@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from harness import NS_STANZAS, conditions, q, run, unique, xml_str
+from harness import NS_STANZAS, conditions, run, unique, xml_str
 from rawxmpp import RawStream
 from tern_server import ACCOUNTS
 

@@ -123,11 +123,13 @@ def test_chat_to_offline_account_is_stored_or_bounced(server):
         if bounced is not None:
             assert error_condition(bounced)[1] == ["service-unavailable"], xml_str(bounced)
             assert str(bounced["from"]) == "bob@localhost", xml_str(bounced)
+            print("offline chat message: bounced with <service-unavailable/>")
             return
         # Not bounced: then it must be stored and delivered when bob comes online.
         b = await h.online("bob@localhost/b")
         try:
             await b.expect_message(body, timeout=5)
+            print("offline chat message: stored and delivered at login")
         except AssertionError:
             raise AssertionError("chat message to an offline account was neither bounced with "
                                  "<service-unavailable/> nor delivered later") from None

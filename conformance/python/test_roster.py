@@ -44,8 +44,9 @@ def test_roster_push_to_second_resource(server):
 
         # An update from the second resource is pushed to the first.
         await a2.roster_set("carol@localhost", name="Caroline", groups=("Friends",))
-        _, item = await expect_push(a1, "carol@localhost", "after the update")
-        assert item["name"] == "Caroline" and item["groups"] == ["Friends"], item
+        for c in (a1, a2):
+            _, item = await expect_push(c, "carol@localhost", "after the update")
+            assert item["name"] == "Caroline" and item["groups"] == ["Friends"], item
 
         # Removal: pushed with subscription='remove', and gone from the roster.
         await a1.roster_set("carol@localhost", remove=True)

@@ -12,8 +12,9 @@ use crate::item::RosterItem;
 
 /// Store name of rosters.
 const STORE: &str = "roster";
-/// Reserved key of the version counter; no JID starts with NUL.
-const VERSION_KEY: &str = "\u{0}version";
+/// Reserved key of the version counter. No JID starts with '@' (the localpart would be empty),
+/// and the key stays plain text so every backend (PostgreSQL rejects NUL) can hold it.
+const VERSION_KEY: &str = "@version";
 
 /// A user's roster in storage.
 pub struct RosterStore<'a> {
@@ -53,7 +54,14 @@ impl<'a> RosterStore<'a> {
             .collect()
     }
 
-    /// One item.
+    /// The items a client sees (RFC 6121 §2.1.4), sorted by JID.
+    pub async fn listed(&self) -> Result<Vec<RosterItem>> {
+        let mut items = self.all().await?;
+        items.retain(|i| i.listed);
+        Ok(items)
+    }
+
+    /// One item, hidden or not.
     pub async fn get(&self, jid: &str) -> Result<Option<RosterItem>> {
         match self.map.get(self.host, STORE, self.user, jid).await? {
             Some(v) => decode(&v).map(Some),
@@ -84,10 +92,10 @@ impl<'a> RosterStore<'a> {
         f: impl FnOnce(&mut RosterItem) -> bool,
     ) -> Result<Option<(RosterItem, u64)>> {
         let _guard = self.lock().await;
-        let mut item = self.get(jid).await?.unwrap_or_else(|| RosterItem {
-            listed: false,
-            ..RosterItem::new(jid)
-        });
+        let mut item = self
+            .get(jid)
+            .await?
+            .unwrap_or_else(|| RosterItem::hidden(jid));
         if !f(&mut item) {
             return Ok(None);
         }
@@ -113,7 +121,7 @@ impl<'a> RosterStore<'a> {
     }
 
     async fn write(&self, jid: &str, value: Option<Vec<u8>>) -> Result<u64> {
-        let v = self.version().await? + 1;
+        let v = next_version(self.version().await?);
         let items = vec![
             (jid.to_owned(), value),
             (VERSION_KEY.to_owned(), Some(v.to_string().into_bytes())),
@@ -122,5 +130,81 @@ impl<'a> RosterStore<'a> {
             .set_many(self.host, STORE, self.user, &items)
             .await?;
         Ok(v)
+    }
+}
+
+/// The version after `current`. A roster's first write starts from the clock rather than 1, so
+/// an account deleted and created again does not replay version numbers a client cached for
+/// the old roster (XEP-0237 §4: a version must identify one roster state).
+fn next_version(current: u64) -> u64 {
+    if current == 0 {
+        u64::try_from(tern_router::time::now_micros())
+            .unwrap_or(1)
+            .max(1)
+    } else {
+        current + 1
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tern_storage::Storage;
+
+    #[tokio::test]
+    async fn change_and_version_bump_together() {
+        let storage = Storage::memory();
+        let store = RosterStore::new(storage.map.as_ref(), "example.com", "alice");
+        assert_eq!(store.version().await.unwrap(), 0);
+        let v1 = store
+            .put(&RosterItem::new("bob@example.com"))
+            .await
+            .unwrap();
+        assert!(v1 > 0);
+        let (item, v2) = store
+            .update("bob@example.com", |i| {
+                i.name = Some("Bob".into());
+                true
+            })
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!((item.name.as_deref(), v2), (Some("Bob"), v1 + 1));
+        assert!(store
+            .update("bob@example.com", |_| false)
+            .await
+            .unwrap()
+            .is_none());
+        assert_eq!(store.version().await.unwrap(), v2);
+        assert_eq!(
+            store.all().await.unwrap().len(),
+            1,
+            "version key is not an item"
+        );
+        let v3 = store.remove("bob@example.com").await.unwrap();
+        assert_eq!((v3, store.all().await.unwrap().len()), (v2 + 1, 0));
+    }
+
+    #[tokio::test]
+    async fn empty_hidden_items_are_not_kept() {
+        let storage = Storage::memory();
+        let store = RosterStore::new(storage.map.as_ref(), "example.com", "alice");
+        store
+            .update("eve@example.com", |i| {
+                i.pending_in = true;
+                true
+            })
+            .await
+            .unwrap();
+        assert_eq!(store.all().await.unwrap().len(), 1);
+        assert!(store.listed().await.unwrap().is_empty());
+        store
+            .update("eve@example.com", |i| {
+                i.clear_pending_request();
+                true
+            })
+            .await
+            .unwrap();
+        assert!(store.get("eve@example.com").await.unwrap().is_none());
     }
 }

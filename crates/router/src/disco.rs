@@ -76,6 +76,9 @@ impl Module for DiscoModule {
                     q.append_child(identity("account", "registered", None));
                     q.append_child(feature(NS_INFO));
                     q.append_child(feature(NS_ITEMS));
+                    for f in ctx.router.account_features() {
+                        q.append_child(feature(f));
+                    }
                 }
             }
         }

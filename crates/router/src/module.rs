@@ -115,6 +115,12 @@ pub trait Module: Send + Sync + 'static {
         Vec::new()
     }
 
+    /// Features this module adds to every local account's bare JID (XEP-0030 disco#info to
+    /// `user@host`), e.g. XEP-0313's `urn:xmpp:mam:2` for the account's archive.
+    fn account_features(&self) -> Vec<&'static str> {
+        Vec::new()
+    }
+
     /// Declares the events the module wants; called once at start-up.
     fn register(&self, hooks: &mut Hooks);
 

@@ -459,6 +459,11 @@ impl Router {
         ) else {
             return;
         };
+        // A message from the account's own bare JID is a copy the server made for one resource
+        // (e.g. a XEP-0280 carbon): it means nothing to the others.
+        if kind == Kind::Message && from == to.to_bare() {
+            return;
+        }
         let st = Stanza {
             kind,
             from,

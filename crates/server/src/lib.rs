@@ -100,6 +100,8 @@ pub async fn start(config: &Config) -> Result<Running> {
         .module(Arc::new(tern_ping_time_version::PingTimeVersion {
             show_os: false,
         }))
+        .module(Arc::new(tern_carbons::CarbonsModule::default()))
+        .module(Arc::new(tern_mam::MamModule::new(config.mam_config())))
         .module(Arc::new(tern_offline::OfflineModule::new(
             tern_offline::OfflineConfig {
                 max_per_user: config.server.offline_max_per_user,

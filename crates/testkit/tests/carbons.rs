@@ -339,6 +339,11 @@ async fn forged_carbons_from_another_user_are_not_copied() {
     );
     let c = b2.expect("sent carbon", is_message).await.unwrap();
     assert_eq!(carbon(&c, "sent").and_then(|m| m.attr("id")), Some("ok"));
+    let m = a2
+        .expect("the control's original", is_message)
+        .await
+        .unwrap();
+    assert_eq!(m.attr("id"), Some("ok"));
 
     // Claiming alice's bare JID as 'from' is spoofing: bob's stream is closed (RFC 6120
     // §8.1.2.1) and alice gets nothing.
