@@ -68,6 +68,13 @@ pub(crate) struct Scanner {
     lex: Lex,
     /// Nesting depth inside the current top-level element (0 between elements).
     depth: usize,
+    /// Name hashes of the open elements below the stream, so a mismatched end tag is an error
+    /// at once instead of leaving the framer waiting for a depth that never returns to zero.
+    open: Vec<u64>,
+    /// Hash of the tag name being read, while in one.
+    name: Option<u64>,
+    /// Hash of the name of the most recent tag.
+    tag_hash: u64,
     /// Start of the unit being framed; bytes from here on must stay buffered.
     unit_start: Option<usize>,
     /// Absolute offset of the most recent `<`.
@@ -78,6 +85,9 @@ pub(crate) struct Scanner {
 }
 
 const BOM: [u8; 3] = [0xEF, 0xBB, 0xBF];
+/// FNV-1a parameters for tag-name hashes.
+const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+const FNV_PRIME: u64 = 0x0000_0100_0000_01b3;
 const BANG_COMMENT: &[u8] = b"--";
 const BANG_DOCTYPE: &[u8] = b"DOCTYPE";
 const BANG_CDATA: &[u8] = b"[CDATA[";
@@ -90,6 +100,9 @@ impl Scanner {
             phase: Phase::Prolog,
             lex: Lex::Bom(0),
             depth: 0,
+            open: Vec::new(),
+            name: None,
+            tag_hash: 0,
             unit_start: Some(0),
             lt: 0,
             body_start: 0,
@@ -231,6 +244,7 @@ impl Scanner {
                 }
             }
             Lex::Tag(quote, slash) => {
+                self.hash_name(b);
                 if quote != 0 {
                     self.lex = Lex::Tag(if b == quote { 0 } else { quote }, false);
                 } else {
@@ -243,8 +257,9 @@ impl Scanner {
                 }
             }
             Lex::EndTag => {
+                self.hash_name(b);
                 if b == b'>' {
-                    self.end_tag_end(at, out);
+                    self.end_tag_end(at, out)?;
                 }
             }
             Lex::CData(brackets) => {
@@ -288,8 +303,12 @@ impl Scanner {
             b'/' if self.phase == Phase::Prolog => {
                 return Err(nwf("end tag before the stream header"))
             }
-            b'/' => self.lex = Lex::EndTag,
+            b'/' => {
+                self.lex = Lex::EndTag;
+                self.name = Some(FNV_OFFSET);
+            }
             _ if may_start_name(b) => {
+                self.name = Some((FNV_OFFSET ^ u64::from(b)).wrapping_mul(FNV_PRIME));
                 if self.phase == Phase::Content && self.depth + 1 > limits.max_depth {
                     return Err(ParseError::PolicyViolation(format!(
                         "elements nested deeper than {}",
@@ -319,21 +338,38 @@ impl Scanner {
             }
         } else if !self_closing {
             self.depth += 1;
+            self.open.push(self.tag_hash);
         } else if self.depth == 0 {
             self.finish_element(at, out);
         }
     }
 
-    fn end_tag_end(&mut self, at: usize, out: &mut VecDeque<Unit>) {
+    fn end_tag_end(&mut self, at: usize, out: &mut VecDeque<Unit>) -> Result<(), ParseError> {
         self.lex = Lex::Text;
         if self.depth == 0 {
             out.push_back(Unit::Close(Some(self.lt..at + 1)));
             self.unit_start = None;
             self.phase = Phase::Closed;
         } else {
+            if self.open.pop() != Some(self.tag_hash) {
+                return Err(nwf("end tag does not match the open element"));
+            }
             self.depth -= 1;
             if self.depth == 0 {
                 self.finish_element(at, out);
+            }
+        }
+        Ok(())
+    }
+
+    /// Folds one byte of a tag name into its hash; the name ends at whitespace, '/' or '>'.
+    fn hash_name(&mut self, b: u8) {
+        if let Some(h) = self.name {
+            if is_xml_space(b) || b == b'/' || b == b'>' {
+                self.tag_hash = h;
+                self.name = None;
+            } else {
+                self.name = Some((h ^ u64::from(b)).wrapping_mul(FNV_PRIME));
             }
         }
     }

@@ -358,3 +358,29 @@ fn header_size_limit() {
     }
     assert_eq!(cond(&result.unwrap_err()), C::PolicyViolation);
 }
+
+#[test]
+fn mismatched_end_tag_is_reported_without_waiting_for_more_input() {
+    // The element never returns to depth zero, so a depth-only framer would wait forever.
+    for split in [false, true] {
+        let mut r = StreamReader::new(Limits::default(), NS_CLIENT);
+        let input = format!("<stream:stream {SHDR}><message><body>hi</message>");
+        let mut result = Ok(None);
+        if split {
+            for b in input.as_bytes() {
+                if let Err(e) = r.feed(std::slice::from_ref(b)) {
+                    result = Err(e);
+                    break;
+                }
+            }
+        } else {
+            r.feed(input.as_bytes()).unwrap();
+        }
+        assert!(matches!(r.next_event(), Ok(Some(StreamEvent::Header(_)))));
+        if result.is_ok() {
+            result = r.next_event();
+        }
+        let e = result.expect_err("a mismatched end tag is an error at once");
+        assert_eq!(cond(&e), C::NotWellFormed, "{e}");
+    }
+}
