@@ -50,6 +50,10 @@ pub enum Event {
     /// A message to a local account with no resource that can take it (RFC 6121 §8.5.2.2):
     /// offline storage hooks this; the default bounces `service-unavailable`.
     Undeliverable,
+    /// A question a module publishes for others to answer (DESIGN.md §1), fired with
+    /// `Router::ask`; its meaning is documented by the publisher, e.g. "mam.should_store":
+    /// `Handled` means "archive this message although the default rules would not".
+    Named(&'static str),
 }
 
 /// Who sent a stanza into the router.

@@ -207,6 +207,11 @@ impl Router {
         self.route(Origin::Local, reply).await;
     }
 
+    /// Fires a module-published [`Event::Named`] question; `Handled` if any module said yes.
+    pub async fn ask(self: &Arc<Self>, name: &'static str, st: &mut Stanza) -> Flow {
+        self.fire(&Event::Named(name), &Origin::Local, st).await
+    }
+
     async fn fire(self: &Arc<Self>, event: &Event, origin: &Origin, st: &mut Stanza) -> Flow {
         let ctx = Ctx {
             router: self,

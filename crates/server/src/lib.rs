@@ -97,6 +97,7 @@ pub async fn start(config: &Config) -> Result<Running> {
         .module(Arc::new(tern_roster::RosterModule::default()))
         .module(Arc::new(tern_presence::PresenceModule))
         .module(Arc::new(tern_router::disco::DiscoModule))
+        .module(Arc::new(tern_receipts::ReceiptsModule))
         .module(Arc::new(tern_ping_time_version::PingTimeVersion {
             show_os: false,
         }))

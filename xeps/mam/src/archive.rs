@@ -38,6 +38,14 @@ pub(crate) fn worth_archiving(el: &Element) -> bool {
     matches!(type_, "chat" | "normal") && el.has_child("body", el.ns().as_str())
 }
 
+/// Never archived, whatever other modules say: errors, groupchat (no MUC archive yet) and
+/// messages whose sender asked for no permanent storage (XEP-0334).
+pub(crate) fn excluded(el: &Element) -> bool {
+    matches!(el.attr("type"), Some("error" | "groupchat"))
+        || el.has_child("no-store", NS_HINTS)
+        || el.has_child("no-permanent-store", NS_HINTS)
+}
+
 /// XEP-0359 §5: nobody but this server may claim an id in the account's archive, so every
 /// `<stanza-id/>` with `by` naming the archive is removed before the message goes further.
 pub(crate) fn strip_stanza_ids(el: &mut Element, by: &BareJid) {

@@ -33,6 +33,10 @@ pub use prefs::Policy;
 pub const NS_MAM: &str = "urn:xmpp:mam:2";
 /// XEP-0313 §6 feature for before-id/after-id/ids, flipped pages and metadata.
 pub const NS_MAM_EXTENDED: &str = "urn:xmpp:mam:2#extended";
+/// The question this module publishes (DESIGN.md §1): a module answering `Handled` has a
+/// message archived that the default rules of XEP-0313 §5.1.1 would skip. Errors, groupchat
+/// and messages with a no-store hint are never asked about.
+pub const SHOULD_STORE: &str = "mam.should_store";
 
 const MICROS_PER_DAY: i64 = 86_400 * 1_000_000;
 
@@ -98,7 +102,7 @@ impl MamModule {
         peer: &tern_router::Jid,
         el: &Element,
     ) -> Option<String> {
-        if !archive::worth_archiving(el)
+        if !self.worth(router, owner, peer, el).await
             || !prefs::allows(router, owner, peer, self.config.default).await
         {
             return None;
@@ -111,6 +115,30 @@ impl MamModule {
                 None
             }
         }
+    }
+
+    /// The default rules, widened by other modules through the published question
+    /// [`SHOULD_STORE`] (e.g. the receipts module for body-less receipts and markers).
+    async fn worth(
+        &self,
+        router: &Arc<Router>,
+        owner: &BareJid,
+        peer: &tern_router::Jid,
+        el: &Element,
+    ) -> bool {
+        if archive::worth_archiving(el) {
+            return true;
+        }
+        if archive::excluded(el) {
+            return false;
+        }
+        let mut st = Stanza::new(
+            Kind::Message,
+            peer.clone(),
+            Some(tern_router::Jid::from(owner.clone())),
+            el.clone(),
+        );
+        router.ask(SHOULD_STORE, &mut st).await == Flow::Handled
     }
 
     /// A message from a local client: into the sender's archive, `with` the addressee. A note
