@@ -82,15 +82,7 @@ impl Module for DiscoModule {
                 }
             }
         }
-        let reply = st.iq_result(Some(q));
-        let to = st.from.clone();
-        let from = st.to.clone().unwrap_or_else(|| to.clone());
-        ctx.router
-            .route(
-                crate::Origin::Local,
-                Stanza::new(crate::Kind::Iq, from, Some(to), reply),
-            )
-            .await;
+        ctx.router.reply_result(st, Some(q)).await;
         Flow::Handled
     }
 }

@@ -207,6 +207,15 @@ impl Router {
         self.route(Origin::Local, reply).await;
     }
 
+    /// Answers an IQ request with a result carrying `payload`, from the entity it was
+    /// addressed to (the sender's own account when it had no `to`, RFC 6120 §10.3.3).
+    pub async fn reply_result(self: &Arc<Self>, st: &Stanza, payload: Option<Element>) {
+        let to = st.from.clone();
+        let from = st.to.clone().unwrap_or_else(|| Jid::from(to.to_bare()));
+        let reply = Stanza::new(Kind::Iq, from, Some(to), st.iq_result(payload));
+        self.route(Origin::Local, reply).await;
+    }
+
     /// Fires a module-published [`Event::Named`] question; `Handled` if any module said yes.
     pub async fn ask(self: &Arc<Self>, name: &'static str, st: &mut Stanza) -> Flow {
         self.fire(&Event::Named(name), &Origin::Local, st).await

@@ -24,7 +24,7 @@ use tracing::debug;
 
 use tern_router::xml::set_attr;
 use tern_router::{
-    BareJid, Condition, Ctx, Event, Flow, Hooks, Jid, Kind, Module, Origin, Router, SessionEvent,
+    BareJid, Condition, Ctx, Event, Flow, Hooks, Jid, Kind, Module, Router, SessionEvent,
     SessionHandle, Stanza, StanzaError, Target,
 };
 
@@ -88,12 +88,7 @@ impl CarbonsModule {
         // §10.1: repeated enables or disables are not errors; the flag just stays as it is.
         session.set_flag(FLAG, on);
         debug!(jid = %session.jid(), on, "carbons toggled");
-        let to = st.from.clone();
-        let from = st.to.clone().unwrap_or_else(|| Jid::from(to.to_bare()));
-        let reply = st.iq_result(None);
-        ctx.router
-            .route(Origin::Local, Stanza::new(Kind::Iq, from, Some(to), reply))
-            .await;
+        ctx.router.reply_result(st, None).await;
         Flow::Handled
     }
 

@@ -9,9 +9,7 @@ use async_trait::async_trait;
 use minidom::Element;
 
 use tern_router::time::{format_micros, now_micros};
-use tern_router::{
-    Condition, Ctx, Event, Flow, Hooks, Jid, Kind, Module, Origin, Stanza, StanzaError, Target,
-};
+use tern_router::{Condition, Ctx, Event, Flow, Hooks, Module, Stanza, StanzaError, Target};
 
 /// XEP-0199 namespace.
 pub const NS_PING: &str = "urn:xmpp:ping";
@@ -81,12 +79,7 @@ impl Module for PingTimeVersion {
                 Some(q)
             }
         };
-        let reply = st.iq_result(payload);
-        let to = st.from.clone();
-        let from = st.to.clone().unwrap_or_else(|| Jid::from(to.to_bare()));
-        ctx.router
-            .route(Origin::Local, Stanza::new(Kind::Iq, from, Some(to), reply))
-            .await;
+        ctx.router.reply_result(st, payload).await;
         Flow::Handled
     }
 }
