@@ -87,6 +87,7 @@ fn channel_bindings(c2s: &C2s, io: &Transport) -> ChannelBindings {
 
 /// Reads the client's stream header and answers with ours (RFC 6120 §4.7).
 pub(crate) async fn open_stream(c2s: &C2s, conn: &mut XmlConn) -> Result<(), ConnError> {
+    let first = conn.host.is_none();
     let header = match conn.read_event(c2s.config.preauth_timeout).await? {
         StreamEvent::Header(h) => h,
         _ => return Err(conn.fail(StreamError::new(Sec::NotWellFormed)).await),
@@ -108,7 +109,11 @@ pub(crate) async fn open_stream(c2s: &C2s, conn: &mut XmlConn) -> Result<(), Con
     }
     let host = conn.host.clone().unwrap_or_default();
     conn.send_header(&host, header.from.as_deref()).await?;
-    tracing::Span::current().record("stream", conn.stream_id.as_str());
+    // The span keeps the first stream's id for the whole connection: recording again at each
+    // restart would repeat the field on every log line.
+    if first {
+        tracing::Span::current().record("stream", conn.stream_id.as_str());
+    }
     let major = header
         .version
         .as_deref()

@@ -23,6 +23,10 @@ use tern_storage::{ArchiveItem, ArchiveQuery};
 const STORE: &str = "offline";
 /// XEP-0203 namespace.
 pub const NS_DELAY: &str = "urn:xmpp:delay";
+/// Messages read from storage per round of a flush.
+const FLUSH_BATCH: usize = 100;
+/// How long a flush waits for room in a slow client's queue before leaving the rest stored.
+const FLUSH_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
 /// XEP-0334 hints namespace.
 const NS_HINTS: &str = "urn:xmpp:hints";
 /// XEP-0085 chat states namespace.
@@ -129,44 +133,63 @@ impl OfflineModule {
         Ok(())
     }
 
-    async fn flush(&self, router: &Arc<Router>, session: &SessionHandle) {
+    /// Delivers stored messages in order, a batch at a time, deleting each batch once queued.
+    /// It runs in its own task and leaves half of the session's queue free, so a long backlog
+    /// neither blocks the session that triggered it nor crowds out live traffic.
+    async fn flush(router: Arc<Router>, session: SessionHandle) {
         let bare = session.jid().to_bare();
         let (host, user) = (
             bare.domain().to_string(),
             bare.node().map(|n| n.to_string()).unwrap_or_default(),
         );
         let archive = &router.storage().archive;
-        let page = match archive
-            .query(&host, STORE, &user, &ArchiveQuery::default())
-            .await
-        {
-            Ok(p) => p,
-            Err(e) => return warn!(jid = %bare, "cannot read offline messages: {e}"),
-        };
-        let mut delivered = Vec::new();
-        for item in page.items {
-            let el = match std::str::from_utf8(&item.data)
-                .ok()
-                .and_then(|s| s.parse::<Element>().ok())
-            {
-                Some(el) => el,
-                None => {
-                    warn!(jid = %bare, id = %item.id, "unreadable offline message skipped");
-                    continue;
-                }
+        let keep_free = session.queue_capacity() / 2;
+        let mut total = 0usize;
+        loop {
+            let q = ArchiveQuery {
+                limit: Some(FLUSH_BATCH),
+                ..Default::default()
             };
-            // Stop at the first failure: what is not queued stays stored for the next login.
-            if session.send(el).is_err() {
+            let page = match archive.query(&host, STORE, &user, &q).await {
+                Ok(p) => p,
+                Err(e) => return warn!(jid = %bare, "cannot read offline messages: {e}"),
+            };
+            let mut delivered = Vec::new();
+            let mut stopped = false;
+            for item in &page.items {
+                let Some(el) = std::str::from_utf8(&item.data)
+                    .ok()
+                    .and_then(|s| s.parse::<Element>().ok())
+                else {
+                    // Unreadable: it can never be delivered, so it is dropped rather than
+                    // blocking every later message.
+                    warn!(jid = %bare, id = %item.id, "unreadable offline message dropped");
+                    delivered.push(item.id.clone());
+                    continue;
+                };
+                // What is not queued stays stored for the next time the account comes online.
+                if session
+                    .send_with_room(el, keep_free, FLUSH_WAIT)
+                    .await
+                    .is_err()
+                {
+                    stopped = true;
+                    break;
+                }
+                delivered.push(item.id.clone());
+            }
+            total += delivered.len();
+            if !delivered.is_empty() {
+                if let Err(e) = archive.delete(&host, STORE, &user, Some(&delivered)).await {
+                    return warn!(jid = %bare, "cannot delete delivered offline messages: {e}");
+                }
+            }
+            if stopped || page.items.len() < FLUSH_BATCH {
                 break;
             }
-            delivered.push(item.id);
         }
-        if delivered.is_empty() {
-            return;
-        }
-        info!(jid = %session.jid(), count = delivered.len(), "offline messages delivered");
-        if let Err(e) = archive.delete(&host, STORE, &user, Some(&delivered)).await {
-            warn!(jid = %bare, "cannot delete delivered offline messages: {e}");
+        if total > 0 {
+            info!(jid = %session.jid(), count = total, "offline messages delivered");
         }
     }
 }
@@ -205,7 +228,7 @@ impl Module for OfflineModule {
 
     async fn on_session(&self, event: SessionEvent, router: &Arc<Router>, session: &SessionHandle) {
         if event == SessionEvent::Available {
-            self.flush(router, session).await;
+            tokio::spawn(OfflineModule::flush(router.clone(), session.clone()));
         }
     }
 }
