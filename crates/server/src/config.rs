@@ -57,6 +57,8 @@ pub struct ServerSection {
     pub registration_per_ip_per_hour: u32,
     /// Most messages stored for one offline account (XEP-0160).
     pub offline_max_per_user: u64,
+    /// Most items on one roster (RFC 6121 §2.3.3: further sets get `<resource-constraint/>`).
+    pub roster_max_items: usize,
 }
 
 /// `[[host]]`: one served domain.
@@ -160,6 +162,7 @@ impl Default for ServerSection {
             registration: Registration::Closed,
             registration_per_ip_per_hour: 10,
             offline_max_per_user: 1000,
+            roster_max_items: 1000,
         }
     }
 }
@@ -266,6 +269,7 @@ impl Config {
             ("c2s.max_attributes", self.c2s.max_attributes, 8),
             ("c2s.queue_size", self.c2s.queue_size, 16),
             ("c2s.max_connections", self.c2s.max_connections, 1),
+            ("server.roster_max_items", self.server.roster_max_items, 1),
             ("c2s.sm_max_unacked", self.c2s.sm_max_unacked, 16),
             (
                 "c2s.max_bytes_per_second",

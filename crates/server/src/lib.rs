@@ -94,7 +94,12 @@ pub async fn start(config: &Config) -> Result<Running> {
         builder = builder.host(&h.domain);
     }
     let router = builder
-        .module(Arc::new(tern_roster::RosterModule::default()))
+        .module(Arc::new(tern_roster::RosterModule::new(
+            tern_roster::RosterConfig {
+                max_items: config.server.roster_max_items,
+                ..Default::default()
+            },
+        )))
         .module(Arc::new(tern_presence::PresenceModule))
         .module(Arc::new(tern_router::disco::DiscoModule))
         .module(Arc::new(tern_receipts::ReceiptsModule))
