@@ -104,28 +104,9 @@ impl SessionHandle {
         })
     }
 
-    /// Queues a stanza once at least `keep_free` queue slots would remain free, waiting up to
-    /// `timeout`: bulk senders (offline flush, archive replay) use it so that they never fill
-    /// the queue that live traffic and IQ replies need.
-    pub async fn send_with_room(
-        &self,
-        el: Element,
-        keep_free: usize,
-        timeout: std::time::Duration,
-    ) -> Result<(), SendError> {
-        let deadline = tokio::time::Instant::now() + timeout;
-        loop {
-            if self.0.tx.is_closed() {
-                return Err(SendError::Gone);
-            }
-            if self.0.tx.capacity() > keep_free {
-                return self.send(el);
-            }
-            if tokio::time::Instant::now() >= deadline {
-                return Err(SendError::Full);
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-        }
+    /// Free slots in the session's queue right now.
+    pub fn queue_free(&self) -> usize {
+        self.0.tx.capacity()
     }
 
     /// Length of the session's queue.

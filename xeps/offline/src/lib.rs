@@ -25,8 +25,6 @@ const STORE: &str = "offline";
 pub const NS_DELAY: &str = "urn:xmpp:delay";
 /// Messages read from storage per round of a flush.
 const FLUSH_BATCH: usize = 100;
-/// How long a flush waits for room in a slow client's queue before leaving the rest stored.
-const FLUSH_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
 /// XEP-0334 hints namespace.
 const NS_HINTS: &str = "urn:xmpp:hints";
 /// XEP-0085 chat states namespace.
@@ -134,8 +132,10 @@ impl OfflineModule {
     }
 
     /// Delivers stored messages in order, a batch at a time, deleting each batch once queued.
-    /// It runs in its own task and leaves half of the session's queue free, so a long backlog
-    /// neither blocks the session that triggered it nor crowds out live traffic.
+    /// It runs in the session's own task, before the stanza that made the session available
+    /// is answered, so the client gets its backlog first. It stops while half of the queue is
+    /// still free, leaving room for live traffic and IQ replies; what does not fit stays stored
+    /// for the next time the account becomes available.
     async fn flush(router: Arc<Router>, session: SessionHandle) {
         let bare = session.jid().to_bare();
         let (host, user) = (
@@ -168,11 +168,7 @@ impl OfflineModule {
                     continue;
                 };
                 // What is not queued stays stored for the next time the account comes online.
-                if session
-                    .send_with_room(el, keep_free, FLUSH_WAIT)
-                    .await
-                    .is_err()
-                {
+                if session.queue_free() <= keep_free || session.send(el).is_err() {
                     stopped = true;
                     break;
                 }
@@ -228,7 +224,7 @@ impl Module for OfflineModule {
 
     async fn on_session(&self, event: SessionEvent, router: &Arc<Router>, session: &SessionHandle) {
         if event == SessionEvent::Available {
-            tokio::spawn(OfflineModule::flush(router.clone(), session.clone()));
+            OfflineModule::flush(router.clone(), session.clone()).await;
         }
     }
 }
