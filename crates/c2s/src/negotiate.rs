@@ -137,18 +137,6 @@ fn features(children: Vec<Element>) -> Element {
     f
 }
 
-/// Mechanisms offered on this stream: -PLUS only with channel-binding data, PLAIN only over TLS.
-pub(crate) fn offered_mechanisms(tls: bool, bindings: &ChannelBindings) -> Vec<Mechanism> {
-    Mechanism::ALL
-        .into_iter()
-        .filter(|m| match m {
-            Mechanism::Plain => tls,
-            m if m.is_plus() => tls && !bindings.types().is_empty(),
-            _ => true,
-        })
-        .collect()
-}
-
 fn preauth_info(c2s: &C2s, conn: &XmlConn) -> PreAuth {
     let _ = c2s;
     PreAuth {
@@ -170,7 +158,8 @@ async fn negotiate(
         let bindings = channel_bindings(c2s, &conn.io);
         let can_starttls = !tls && c2s.tls.is_some();
         let must_starttls = can_starttls && c2s.config.require_encryption;
-        let mechs = offered_mechanisms(tls, &bindings);
+        // -PLUS only with channel-binding data (which only TLS gives), PLAIN only over TLS.
+        let mechs = Mechanism::available(&bindings, tls);
         let mut children = Vec::new();
         if can_starttls {
             let mut st = Element::builder("starttls", NS_TLS);
