@@ -82,6 +82,22 @@ impl Module for DiscoModule {
                 }
             }
         }
+        if ns == NS_ITEMS && *target == Target::Host {
+            // XEP-0030 §4: the services on subdomains of this host (MUC, PubSub, upload, …).
+            let host = st
+                .to
+                .as_ref()
+                .map(|j| j.domain().to_string())
+                .unwrap_or_default();
+            for (jid, name) in ctx.router.services().under(&host) {
+                q.append_child(
+                    Element::builder("item", NS_ITEMS)
+                        .a("jid", jid)
+                        .a_opt("name", name.as_deref())
+                        .build(),
+                );
+            }
+        }
         ctx.router.reply_result(st, Some(q)).await;
         Flow::Handled
     }

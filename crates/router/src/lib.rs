@@ -5,12 +5,14 @@
 //! [`module`] the [`Module`] trait and the hook bus every feature plugs into; [`registry`] the
 //! session registry behind a trait a cluster can replace; [`router`] classification of the
 //! addressee and the default delivery rules of RFC 6120 §10 and RFC 6121 §8.5; [`xml`] small
-//! element helpers; [`disco`] XEP-0030 for hosts and accounts over the modules' features.
+//! element helpers; [`disco`] XEP-0030 for hosts and accounts over the modules' features;
+//! [`service`] the domain → service table (MUC, PubSub, components) routing consults.
 
 pub mod disco;
 pub mod module;
 pub mod registry;
 pub mod router;
+pub mod service;
 pub mod stanza;
 pub mod time;
 pub mod xml;
@@ -19,4 +21,5 @@ pub use jid::{BareJid, FullJid, Jid};
 pub use module::{Ctx, Event, Flow, Hooks, Module, Origin, PreAuth, SessionEvent, Target};
 pub use registry::{LocalRegistry, Outbound, PresenceState, SessionHandle, SessionRegistry};
 pub use router::{RemoteRoute, Router, RouterBuilder};
+pub use service::{Service, Services};
 pub use stanza::{Condition, ErrorType, Kind, Stanza, StanzaError, NS_STANZAS};

@@ -15,6 +15,7 @@ use tern_storage::Storage;
 
 use crate::module::{Ctx, Event, Flow, Hooks, Module, Origin, PreAuth, SessionEvent, Target};
 use crate::registry::{SessionHandle, SessionRegistry};
+use crate::service::{Service, Services};
 use crate::stanza::{Condition, Kind, Stanza, StanzaError};
 
 /// Delivery to domains we do not host (the s2s pool implements it).
@@ -35,6 +36,7 @@ pub struct Router {
     hooks: Hooks,
     modules: Vec<Arc<dyn Module>>,
     remote: Option<Arc<dyn RemoteRoute>>,
+    services: Services,
 }
 
 /// Assembles a [`Router`] at start-up.
@@ -44,6 +46,7 @@ pub struct RouterBuilder {
     registry: Arc<dyn SessionRegistry>,
     modules: Vec<Arc<dyn Module>>,
     remote: Option<Arc<dyn RemoteRoute>>,
+    services: Services,
 }
 
 impl RouterBuilder {
@@ -56,6 +59,12 @@ impl RouterBuilder {
     /// Loads a module.
     pub fn module(mut self, m: Arc<dyn Module>) -> Self {
         self.modules.push(m);
+        self
+    }
+
+    /// Attaches a service to a domain (MUC, PubSub, upload, proxy).
+    pub fn service(self, domain: &str, s: Arc<dyn Service>) -> Self {
+        self.services.attach(domain, s);
         self
     }
 
@@ -78,6 +87,7 @@ impl RouterBuilder {
             hooks,
             modules: self.modules,
             remote: self.remote,
+            services: self.services,
         })
     }
 }
@@ -91,6 +101,7 @@ impl Router {
             registry,
             modules: Vec::new(),
             remote: None,
+            services: Services::default(),
         }
     }
 
@@ -102,6 +113,11 @@ impl Router {
     /// The served domains.
     pub fn hosts(&self) -> impl Iterator<Item = &str> {
         self.hosts.iter().map(String::as_str)
+    }
+
+    /// Services on their own domains; attach and detach here at run time (XEP-0114 components).
+    pub fn services(&self) -> &Services {
+        &self.services
     }
 
     /// The stores.
@@ -247,6 +263,9 @@ impl Router {
             return;
         };
         if !self.is_local(to.domain().as_str()) {
+            if let Some(service) = self.services.get(to.domain().as_str()) {
+                return service.handle(self, &origin, st).await;
+            }
             return self.route_remote(st).await;
         }
         match (to.node().is_some(), to.try_as_full()) {
