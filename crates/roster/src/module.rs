@@ -165,11 +165,9 @@ impl RosterModule {
                 // §2.3.3 names no condition for a full roster. resource-constraint is RFC 6120
                 // §8.3.3.18's "lacks the resources to service the request"; typed cancel since
                 // waiting will not make room.
-                return Err(StanzaError {
-                    type_: ErrorType::Cancel,
-                    ..StanzaError::new(Condition::ResourceConstraint)
-                }
-                .with_text("the roster is full"));
+                return Err(StanzaError::new(Condition::ResourceConstraint)
+                    .with_type(ErrorType::Cancel)
+                    .with_text("the roster is full"));
             }
         }
         // §2.1.2: ask, approved and subscription in a roster set are the server's to keep.

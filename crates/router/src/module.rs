@@ -37,7 +37,11 @@ pub enum Target {
 /// The events modules hook.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Event {
-    /// A stanza from a local client, before routing (carbons, archive-out, blocking).
+    /// Any stanza entering the router, whatever its origin (client, server module, remote
+    /// server), before `Outgoing` and before the addressee is classified: policy that must see
+    /// every stanza in both directions (XEP-0191 blocking) hooks this.
+    Routing(Kind),
+    /// A stanza from a local client, before routing (carbons, archive-out).
     Outgoing(Kind),
     /// A message to a local target.
     Message(Target),

@@ -251,6 +251,9 @@ impl Router {
     }
 
     async fn route_inner(self: &Arc<Self>, origin: Origin, mut st: Stanza) {
+        if self.fire(&Event::Routing(st.kind), &origin, &mut st).await == Flow::Handled {
+            return;
+        }
         if matches!(origin, Origin::Client(_))
             && self.fire(&Event::Outgoing(st.kind), &origin, &mut st).await == Flow::Handled
         {

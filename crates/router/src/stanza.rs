@@ -228,6 +228,8 @@ pub struct StanzaError {
     pub condition: Condition,
     /// Optional explanation for humans.
     pub text: Option<String>,
+    /// Optional application-specific condition (RFC 6120 §8.3.4), e.g. XEP-0191's `<blocked/>`.
+    pub app: Option<Box<Element>>,
 }
 
 impl StanzaError {
@@ -237,7 +239,20 @@ impl StanzaError {
             type_: condition.default_type(),
             condition,
             text: None,
+            app: None,
         }
+    }
+
+    /// Adds an application-specific condition element.
+    pub fn with_app(mut self, app: Element) -> Self {
+        self.app = Some(Box::new(app));
+        self
+    }
+
+    /// Changes the error type.
+    pub fn with_type(mut self, type_: ErrorType) -> Self {
+        self.type_ = type_;
+        self
     }
 
     /// Adds an explanation.
@@ -257,6 +272,9 @@ impl StanzaError {
                     .append(t.as_str())
                     .build(),
             );
+        }
+        if let Some(app) = &self.app {
+            b = b.append((**app).clone());
         }
         b.build()
     }

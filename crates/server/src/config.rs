@@ -59,6 +59,8 @@ pub struct ServerSection {
     pub offline_max_per_user: u64,
     /// Most items on one roster (RFC 6121 §2.3.3: further sets get `<resource-constraint/>`).
     pub roster_max_items: usize,
+    /// Most JIDs on one account's XEP-0191 block list.
+    pub blocklist_max_items: usize,
 }
 
 /// `[[host]]`: one served domain.
@@ -163,6 +165,7 @@ impl Default for ServerSection {
             registration_per_ip_per_hour: 10,
             offline_max_per_user: 1000,
             roster_max_items: 1000,
+            blocklist_max_items: 1000,
         }
     }
 }

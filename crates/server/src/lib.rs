@@ -101,6 +101,11 @@ pub async fn start(config: &Config) -> Result<Running> {
             },
         )))
         .module(Arc::new(tern_presence::PresenceModule))
+        .module(Arc::new(tern_blocking::BlockingModule::new(
+            tern_blocking::BlockingConfig {
+                max_items: config.server.blocklist_max_items,
+            },
+        )))
         .module(Arc::new(tern_router::disco::DiscoModule))
         .module(Arc::new(tern_receipts::ReceiptsModule))
         .module(Arc::new(tern_ping_time_version::PingTimeVersion {

@@ -275,6 +275,53 @@ impl RawClient {
         }
     }
 
+    /// Sends an IQ (whose `id` attribute must be `id`) and returns the response to it.
+    pub async fn iq(&mut self, id: &str, xml: &str) -> Result<Element> {
+        self.send_str(xml).await?;
+        self.expect(&format!("response to iq {id}"), |e| {
+            e.name() == "iq"
+                && e.attr("id") == Some(id)
+                && matches!(e.attr("type"), Some("result" | "error"))
+        })
+        .await
+    }
+
+    /// Makes `self` (account `me`) and `other` (account `them`) subscribed to each other's
+    /// presence (RFC 6121 §3). Both clients must be logged in and have sent initial presence,
+    /// since subscription requests go to available resources.
+    pub async fn befriend(&mut self, me: &str, other: &mut RawClient, them: &str) -> Result<()> {
+        let is_sub = |e: &Element| e.name() == "presence" && e.attr("type") == Some("subscribe");
+        self.send_str(&format!("<presence to='{them}' type='subscribe'/>"))
+            .await?;
+        other.expect("subscribe request at other", is_sub).await?;
+        other
+            .send_str(&format!(
+                "<presence to='{me}' type='subscribed'/><presence to='{me}' type='subscribe'/>"
+            ))
+            .await?;
+        self.expect("subscribe request", is_sub).await?;
+        self.send_str(&format!("<presence to='{them}' type='subscribed'/>"))
+            .await?;
+        // Read both rosters back, so the state is settled before the caller goes on.
+        for (c, peer) in [(&mut *self, them), (&mut *other, me)] {
+            let r = c
+                .iq(
+                    "befriend-roster",
+                    "<iq type='get' id='befriend-roster'><query xmlns='jabber:iq:roster'/></iq>",
+                )
+                .await?;
+            let both = r
+                .get_child("query", "jabber:iq:roster")
+                .into_iter()
+                .flat_map(|q| q.children())
+                .any(|i| i.attr("jid") == Some(peer) && i.attr("subscription") == Some("both"));
+            if !both {
+                bail!("subscription with {peer} not mutual: {r:?}");
+            }
+        }
+        Ok(())
+    }
+
     /// Whether the server says nothing matching within `d`.
     pub async fn silent_for(
         &mut self,
