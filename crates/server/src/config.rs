@@ -61,6 +61,11 @@ pub struct ServerSection {
     pub roster_max_items: usize,
     /// Most JIDs on one account's XEP-0191 block list.
     pub blocklist_max_items: usize,
+    /// Largest XEP-0054 vCard, in bytes.
+    pub vcard_max_bytes: usize,
+    /// What XEP-0092 software version queries reveal: `full` (name, version, OS), `version`
+    /// (name and version) or `none` (the query is refused, the feature not advertised).
+    pub version_disclosure: String,
 }
 
 /// `[[host]]`: one served domain.
@@ -166,6 +171,8 @@ impl Default for ServerSection {
             offline_max_per_user: 1000,
             roster_max_items: 1000,
             blocklist_max_items: 1000,
+            vcard_max_bytes: 128 * 1024,
+            version_disclosure: "version".into(),
         }
     }
 }
@@ -266,6 +273,7 @@ impl Config {
             }
         }
         self.conflict_policy()?;
+        self.version_disclosure()?;
         for (key, v, min) in [
             ("c2s.max_stanza_bytes", self.c2s.max_stanza_bytes, 10_000),
             ("c2s.max_depth", self.c2s.max_depth, 4),
@@ -273,6 +281,7 @@ impl Config {
             ("c2s.queue_size", self.c2s.queue_size, 16),
             ("c2s.max_connections", self.c2s.max_connections, 1),
             ("server.roster_max_items", self.server.roster_max_items, 1),
+            ("server.vcard_max_bytes", self.server.vcard_max_bytes, 1024),
             ("c2s.sm_max_unacked", self.c2s.sm_max_unacked, 16),
             (
                 "c2s.max_bytes_per_second",
@@ -345,6 +354,19 @@ impl Config {
             "rename" => ConflictPolicy::Rename,
             v => bail!(
                 "c2s.resource_conflict = {v:?}: expected \"kick_old\", \"reject\" or \"rename\""
+            ),
+        })
+    }
+
+    /// What XEP-0092 answers reveal.
+    pub fn version_disclosure(&self) -> Result<tern_ping_time_version::Disclosure> {
+        use tern_ping_time_version::Disclosure;
+        Ok(match self.server.version_disclosure.as_str() {
+            "full" => Disclosure::Full,
+            "version" => Disclosure::Version,
+            "none" => Disclosure::None,
+            v => bail!(
+                "server.version_disclosure = {v:?}: expected \"full\", \"version\" or \"none\""
             ),
         })
     }

@@ -108,9 +108,15 @@ pub async fn start(config: &Config) -> Result<Running> {
         )))
         .module(Arc::new(tern_router::disco::DiscoModule))
         .module(Arc::new(tern_receipts::ReceiptsModule))
-        .module(Arc::new(tern_ping_time_version::PingTimeVersion {
-            show_os: false,
+        .module(Arc::new(tern_vcard::VcardModule {
+            max_bytes: config.server.vcard_max_bytes,
         }))
+        .module(Arc::new(tern_ping_time_version::PingTimeVersion {
+            disclosure: config.version_disclosure()?,
+        }))
+        .module(Arc::new(
+            tern_ping_time_version::last::LastActivity::default(),
+        ))
         .module(Arc::new(tern_carbons::CarbonsModule::default()))
         .module(Arc::new(tern_mam::MamModule::new(config.mam_config())))
         .module(Arc::new(tern_offline::OfflineModule::new(

@@ -1,5 +1,5 @@
 //! XEP-0199 (XMPP Ping), XEP-0202 (Entity Time) and XEP-0092 (Software Version), answered by
-//! the server for itself.
+//! the server for itself; XEP-0012 (Last Activity) lives in [`last`].
 //!
 //! Pings to an account's bare JID are answered too, as the server does on the account's
 //! behalf (XEP-0199 §4.2 leaves c2s pings to the server; clients ping their own domain or omit
@@ -18,10 +18,33 @@ pub const NS_TIME: &str = "urn:xmpp:time";
 /// XEP-0092 namespace.
 pub const NS_VERSION: &str = "jabber:iq:version";
 
+pub mod last;
+
+/// How much XEP-0092 answers reveal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Disclosure {
+    /// Name, version and operating system.
+    Full,
+    /// Name and version (the default: the OS mostly helps attackers).
+    Version,
+    /// Nothing: the feature is not advertised and queries get `<service-unavailable/>`.
+    None,
+}
+
 /// Answers ping, time and version queries addressed to the server.
 pub struct PingTimeVersion {
-    /// Whether to reveal the operating system in version replies (off by default: it helps attackers).
-    pub show_os: bool,
+    /// What version queries reveal.
+    pub disclosure: Disclosure,
+}
+
+impl PingTimeVersion {
+    fn namespaces(&self) -> Vec<&'static str> {
+        let mut v = vec![NS_PING, NS_TIME];
+        if self.disclosure != Disclosure::None {
+            v.push(NS_VERSION);
+        }
+        v
+    }
 }
 
 fn text(name: &str, ns: &str, value: &str) -> Element {
@@ -35,11 +58,11 @@ impl Module for PingTimeVersion {
     }
 
     fn features(&self) -> Vec<&'static str> {
-        vec![NS_PING, NS_TIME, NS_VERSION]
+        self.namespaces()
     }
 
     fn register(&self, hooks: &mut Hooks) {
-        for ns in [NS_PING, NS_TIME, NS_VERSION] {
+        for ns in self.namespaces() {
             hooks.on(Event::Iq(Target::Host, ns.into()));
         }
         hooks.on(Event::Iq(Target::Bare, NS_PING.into()));
@@ -73,7 +96,7 @@ impl Module for PingTimeVersion {
                 let mut q = Element::builder("query", NS_VERSION).build();
                 q.append_child(text("name", NS_VERSION, "Tern"));
                 q.append_child(text("version", NS_VERSION, env!("CARGO_PKG_VERSION")));
-                if self.show_os {
+                if self.disclosure == Disclosure::Full {
                     q.append_child(text("os", NS_VERSION, std::env::consts::OS));
                 }
                 Some(q)

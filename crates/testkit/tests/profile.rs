@@ -1,0 +1,239 @@
+//! XEP-0054 vcard-temp, XEP-0012 last activity and XEP-0092 disclosure end to end.
+
+use minidom::Element;
+use tern_testkit::{RawClient, TestServer};
+
+fn condition(e: &Element) -> Option<String> {
+    let err = e.get_child("error", "jabber:client")?;
+    err.children()
+        .find(|c| c.ns() == "urn:ietf:params:xml:ns:xmpp-stanzas" && c.name() != "text")
+        .map(|c| c.name().to_owned())
+}
+
+#[tokio::test]
+async fn vcard_set_get_limits_and_permissions() {
+    let s = TestServer::start_with(|c| c.server.vcard_max_bytes = 2048)
+        .await
+        .unwrap();
+    s.add_user("alice", "pw").await.unwrap();
+    s.add_user("bob", "pw").await.unwrap();
+    let mut a = RawClient::login(&s, "alice", "pw", "a").await.unwrap();
+    let mut b = RawClient::login(&s, "bob", "pw", "b").await.unwrap();
+
+    // Nothing stored: the owner gets an empty vCard, others item-not-found.
+    let r = a
+        .iq(
+            "g0",
+            "<iq type='get' id='g0'><vCard xmlns='vcard-temp'/></iq>",
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.attr("type"), Some("result"));
+    assert_eq!(
+        r.get_child("vCard", "vcard-temp")
+            .unwrap()
+            .children()
+            .count(),
+        0
+    );
+    let r = b
+        .iq(
+            "g1",
+            "<iq type='get' id='g1' to='alice@localhost'><vCard xmlns='vcard-temp'/></iq>",
+        )
+        .await
+        .unwrap();
+    assert_eq!(condition(&r).as_deref(), Some("item-not-found"));
+
+    let r = a.iq("s1", "<iq type='set' id='s1'><vCard xmlns='vcard-temp'><FN>Alice Liddell</FN><NICKNAME>al</NICKNAME></vCard></iq>").await.unwrap();
+    assert_eq!(r.attr("type"), Some("result"), "{r:?}");
+    let r = b
+        .iq(
+            "g2",
+            "<iq type='get' id='g2' to='alice@localhost'><vCard xmlns='vcard-temp'/></iq>",
+        )
+        .await
+        .unwrap();
+    let v = r.get_child("vCard", "vcard-temp").unwrap();
+    assert_eq!(
+        v.get_child("FN", "vcard-temp").unwrap().text(),
+        "Alice Liddell"
+    );
+    assert_eq!(r.attr("from"), Some("alice@localhost"));
+
+    // Bob cannot change Alice's card; an oversized card is refused and the old one kept.
+    let r = b.iq("s2", "<iq type='set' id='s2' to='alice@localhost'><vCard xmlns='vcard-temp'><FN>Mallory</FN></vCard></iq>").await.unwrap();
+    assert_eq!(condition(&r).as_deref(), Some("forbidden"));
+    let big = "x".repeat(4000);
+    let r = a
+        .iq(
+            "s3",
+            &format!(
+                "<iq type='set' id='s3'><vCard xmlns='vcard-temp'><DESC>{big}</DESC></vCard></iq>"
+            ),
+        )
+        .await
+        .unwrap();
+    assert_eq!(condition(&r).as_deref(), Some("not-acceptable"));
+    let r = a
+        .iq(
+            "g3",
+            "<iq type='get' id='g3'><vCard xmlns='vcard-temp'/></iq>",
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        r.get_child("vCard", "vcard-temp")
+            .unwrap()
+            .get_child("FN", "vcard-temp")
+            .unwrap()
+            .text(),
+        "Alice Liddell"
+    );
+
+    // An empty vCard removes it.
+    let r = a
+        .iq(
+            "s4",
+            "<iq type='set' id='s4'><vCard xmlns='vcard-temp'/></iq>",
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.attr("type"), Some("result"));
+    let r = b
+        .iq(
+            "g4",
+            "<iq type='get' id='g4' to='alice@localhost'><vCard xmlns='vcard-temp'/></iq>",
+        )
+        .await
+        .unwrap();
+    assert_eq!(condition(&r).as_deref(), Some("item-not-found"));
+}
+
+#[tokio::test]
+async fn last_activity_for_server_and_accounts() {
+    let s = TestServer::start().await.unwrap();
+    for u in ["alice", "bob", "carol"] {
+        s.add_user(u, "pw").await.unwrap();
+    }
+    let mut a = RawClient::login(&s, "alice", "pw", "a").await.unwrap();
+    let mut b = RawClient::login(&s, "bob", "pw", "b").await.unwrap();
+    let mut c = RawClient::login(&s, "carol", "pw", "c").await.unwrap();
+    a.send_str("<presence/>").await.unwrap();
+    b.send_str("<presence/>").await.unwrap();
+    a.befriend("alice@localhost", &mut b, "bob@localhost")
+        .await
+        .unwrap();
+
+    let r = c
+        .iq(
+            "u",
+            "<iq type='get' id='u' to='localhost'><query xmlns='jabber:iq:last'/></iq>",
+        )
+        .await
+        .unwrap();
+    assert!(r
+        .get_child("query", "jabber:iq:last")
+        .unwrap()
+        .attr("seconds")
+        .is_some());
+
+    // Online: 0 seconds for a contact; a stranger is forbidden.
+    let r = b
+        .iq(
+            "l1",
+            "<iq type='get' id='l1' to='alice@localhost'><query xmlns='jabber:iq:last'/></iq>",
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        r.get_child("query", "jabber:iq:last")
+            .unwrap()
+            .attr("seconds"),
+        Some("0"),
+        "{r:?}"
+    );
+    let r = c
+        .iq(
+            "l2",
+            "<iq type='get' id='l2' to='alice@localhost'><query xmlns='jabber:iq:last'/></iq>",
+        )
+        .await
+        .unwrap();
+    assert_eq!(condition(&r).as_deref(), Some("forbidden"));
+
+    // Alice leaves with a status: Bob sees it with the time since.
+    a.send_str("<presence type='unavailable'><status>Heading home</status></presence>")
+        .await
+        .unwrap();
+    a.send_str("</stream:stream>").await.unwrap();
+    b.expect("alice gone", |e| {
+        e.name() == "presence"
+            && e.attr("from") == Some("alice@localhost/a")
+            && e.attr("type") == Some("unavailable")
+    })
+    .await
+    .unwrap();
+    let mut answer = None;
+    for i in 0..50 {
+        let id = format!("l3-{i}");
+        let r = b.iq(&id, &format!("<iq type='get' id='{id}' to='alice@localhost'><query xmlns='jabber:iq:last'/></iq>")).await.unwrap();
+        // Until the session's end is recorded the answer is still "online" (0, no text).
+        let text = r
+            .get_child("query", "jabber:iq:last")
+            .map(|q| q.text())
+            .unwrap_or_default();
+        if r.attr("type") == Some("result") && !text.is_empty() {
+            answer = Some(r);
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let r = answer.expect("last activity recorded after logout");
+    let q = r.get_child("query", "jabber:iq:last").unwrap();
+    assert_eq!(q.text(), "Heading home");
+    assert!(q.attr("seconds").unwrap().parse::<u64>().unwrap() < 10);
+
+    // Version disclosure default: name and version, no OS.
+    let r = c
+        .iq(
+            "v",
+            "<iq type='get' id='v' to='localhost'><query xmlns='jabber:iq:version'/></iq>",
+        )
+        .await
+        .unwrap();
+    let q = r.get_child("query", "jabber:iq:version").unwrap();
+    assert_eq!(
+        q.get_child("name", "jabber:iq:version").unwrap().text(),
+        "Tern"
+    );
+    assert!(q.get_child("os", "jabber:iq:version").is_none());
+}
+
+#[tokio::test]
+async fn version_can_be_hidden() {
+    let s = TestServer::start_with(|c| c.server.version_disclosure = "none".into())
+        .await
+        .unwrap();
+    s.add_user("alice", "pw").await.unwrap();
+    let mut a = RawClient::login(&s, "alice", "pw", "a").await.unwrap();
+    let r = a
+        .iq(
+            "v",
+            "<iq type='get' id='v' to='localhost'><query xmlns='jabber:iq:version'/></iq>",
+        )
+        .await
+        .unwrap();
+    assert_eq!(condition(&r).as_deref(), Some("service-unavailable"));
+    let d = a.iq("d", "<iq type='get' id='d' to='localhost'><query xmlns='http://jabber.org/protocol/disco#info'/></iq>").await.unwrap();
+    let feats: Vec<_> = d
+        .get_child("query", "http://jabber.org/protocol/disco#info")
+        .unwrap()
+        .children()
+        .filter_map(|f| f.attr("var"))
+        .map(str::to_owned)
+        .collect();
+    assert!(!feats.iter().any(|f| f == "jabber:iq:version"));
+    assert!(feats.iter().any(|f| f == "jabber:iq:last"));
+    assert!(feats.iter().any(|f| f == "vcard-temp"));
+}
