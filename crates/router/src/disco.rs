@@ -13,9 +13,57 @@ pub const NS_INFO: &str = "http://jabber.org/protocol/disco#info";
 /// disco#items namespace.
 pub const NS_ITEMS: &str = "http://jabber.org/protocol/disco#items";
 
+/// XEP-0128 form type of XEP-0157 contact addresses.
+pub const NS_SERVERINFO: &str = "http://jabber.org/network/serverinfo";
+/// XEP-0004 data forms.
+pub const NS_DATA: &str = "jabber:x:data";
+
 /// Answers disco#info and disco#items for hosts and accounts.
 #[derive(Default)]
-pub struct DiscoModule;
+pub struct DiscoModule {
+    /// XEP-0128 extension forms of the hosts' disco#info (e.g. XEP-0157 contact addresses).
+    host_forms: Vec<Element>,
+}
+
+impl DiscoModule {
+    /// A module whose host info carries XEP-0157 contact addresses: `(field, URIs)` pairs such
+    /// as `("abuse-addresses", ["mailto:abuse@example.org"])`; none means no form.
+    pub fn new(contacts: &[(String, Vec<String>)]) -> Self {
+        let mut host_forms = Vec::new();
+        if contacts.iter().any(|(_, v)| !v.is_empty()) {
+            host_forms.push(serverinfo_form(contacts));
+        }
+        DiscoModule { host_forms }
+    }
+}
+
+/// XEP-0157 §2: a result form with a hidden FORM_TYPE and one list-multi field per kind.
+fn serverinfo_form(contacts: &[(String, Vec<String>)]) -> Element {
+    let field = |var: &str, type_: Option<&str>, values: &[String]| {
+        let mut f = Element::builder("field", NS_DATA)
+            .a("var", var)
+            .a_opt("type", type_)
+            .build();
+        for v in values {
+            f.append_child(
+                Element::builder("value", NS_DATA)
+                    .append(v.as_str())
+                    .build(),
+            );
+        }
+        f
+    };
+    let mut x = Element::builder("x", NS_DATA).a("type", "result").build();
+    x.append_child(field(
+        "FORM_TYPE",
+        Some("hidden"),
+        &[NS_SERVERINFO.to_owned()],
+    ));
+    for (var, values) in contacts.iter().filter(|(_, v)| !v.is_empty()) {
+        x.append_child(field(var, None, values));
+    }
+    x
+}
 
 fn identity(category: &str, type_: &str, name: Option<&str>) -> Element {
     Element::builder("identity", NS_INFO)
@@ -70,6 +118,9 @@ impl Module for DiscoModule {
                     q.append_child(identity("server", "im", Some("Tern")));
                     for f in ctx.router.features() {
                         q.append_child(feature(f));
+                    }
+                    for form in &self.host_forms {
+                        q.append_child(form.clone());
                     }
                 }
                 _ => {

@@ -41,6 +41,49 @@ pub struct Config {
     pub storage: StorageSection,
     /// Message archive (XEP-0313).
     pub mam: MamSection,
+    /// Contact addresses published in the servers' disco#info (XEP-0157).
+    pub contact: ContactSection,
+    /// STUN/TURN servers offered to clients (XEP-0215).
+    #[serde(rename = "external_service")]
+    pub external_services: Vec<tern_extdisco::ExternalService>,
+}
+
+/// `[contact]`: XEP-0157 addresses (URIs such as `mailto:` or `xmpp:`), per kind.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ContactSection {
+    /// Where to report abuse.
+    pub abuse: Vec<String>,
+    /// The administrators.
+    pub admin: Vec<String>,
+    /// Feedback.
+    pub feedback: Vec<String>,
+    /// Sales.
+    pub sales: Vec<String>,
+    /// Security reports.
+    pub security: Vec<String>,
+    /// Support.
+    pub support: Vec<String>,
+    /// Status pages.
+    pub status: Vec<String>,
+}
+
+impl ContactSection {
+    /// `(XEP-0157 field, URIs)` pairs.
+    pub fn fields(&self) -> Vec<(String, Vec<String>)> {
+        [
+            ("abuse-addresses", &self.abuse),
+            ("admin-addresses", &self.admin),
+            ("feedback-addresses", &self.feedback),
+            ("sales-addresses", &self.sales),
+            ("security-addresses", &self.security),
+            ("status-addresses", &self.status),
+            ("support-addresses", &self.support),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.clone()))
+        .collect()
+    }
 }
 
 /// `[server]`
@@ -274,6 +317,17 @@ impl Config {
         }
         self.conflict_policy()?;
         self.version_disclosure()?;
+        for (field, uris) in self.contact.fields() {
+            for u in uris {
+                if !u.contains(':') {
+                    bail!("contact: {u:?} in {field}: expected a URI such as \"mailto:abuse@example.org\" or \"xmpp:admin@example.org\"");
+                }
+            }
+        }
+        for (i, s) in self.external_services.iter().enumerate() {
+            s.validate()
+                .map_err(|e| anyhow::anyhow!("external_service[{i}].{e}"))?;
+        }
         for (key, v, min) in [
             ("c2s.max_stanza_bytes", self.c2s.max_stanza_bytes, 10_000),
             ("c2s.max_depth", self.c2s.max_depth, 4),

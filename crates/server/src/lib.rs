@@ -106,7 +106,12 @@ pub async fn start(config: &Config) -> Result<Running> {
                 max_items: config.server.blocklist_max_items,
             },
         )))
-        .module(Arc::new(tern_router::disco::DiscoModule))
+        .module(Arc::new(tern_router::disco::DiscoModule::new(
+            &config.contact.fields(),
+        )))
+        .module(Arc::new(tern_extdisco::ExtDiscoModule::new(
+            config.external_services.clone(),
+        )))
         .module(Arc::new(tern_receipts::ReceiptsModule))
         .module(Arc::new(tern_vcard::VcardModule {
             max_bytes: config.server.vcard_max_bytes,

@@ -237,3 +237,105 @@ async fn version_can_be_hidden() {
     assert!(feats.iter().any(|f| f == "jabber:iq:last"));
     assert!(feats.iter().any(|f| f == "vcard-temp"));
 }
+
+#[tokio::test]
+async fn contact_addresses_and_external_services() {
+    let extra = tern_server::Config::parse(
+        "[contact]\nabuse = [\"mailto:abuse@localhost\"]\nadmin = [\"xmpp:admin@localhost\", \"mailto:root@localhost\"]\n\
+         [[external_service]]\ntype = \"stun\"\nhost = \"stun.localhost\"\n\
+         [[external_service]]\ntype = \"turn\"\nhost = \"turn.localhost\"\ntransport = \"udp\"\nsecret = \"north\"\nttl_secs = 600\n",
+    )
+    .unwrap();
+    let s = TestServer::start_with(|c| {
+        c.contact = extra.contact.clone();
+        c.external_services = extra.external_services.clone();
+    })
+    .await
+    .unwrap();
+    s.add_user("alice", "pw").await.unwrap();
+    let mut a = RawClient::login(&s, "alice", "pw", "a").await.unwrap();
+
+    // XEP-0157: the serverinfo form in the host's disco#info.
+    let d = a.iq("d", "<iq type='get' id='d' to='localhost'><query xmlns='http://jabber.org/protocol/disco#info'/></iq>").await.unwrap();
+    let q = d
+        .get_child("query", "http://jabber.org/protocol/disco#info")
+        .unwrap();
+    assert!(q
+        .children()
+        .any(|f| f.attr("var") == Some("urn:xmpp:extdisco:2")));
+    let x = q.get_child("x", "jabber:x:data").expect("serverinfo form");
+    let values = |var: &str| -> Vec<String> {
+        x.children()
+            .filter(|f| f.attr("var") == Some(var))
+            .flat_map(|f| f.children().map(|v| v.text()))
+            .collect()
+    };
+    assert_eq!(
+        values("FORM_TYPE"),
+        vec!["http://jabber.org/network/serverinfo"]
+    );
+    assert_eq!(values("abuse-addresses"), vec!["mailto:abuse@localhost"]);
+    assert_eq!(
+        values("admin-addresses"),
+        vec!["xmpp:admin@localhost", "mailto:root@localhost"]
+    );
+    assert!(values("sales-addresses").is_empty());
+
+    // XEP-0215: both services; the TURN one restricted, with REST credentials that verify.
+    let r = a
+        .iq(
+            "s",
+            "<iq type='get' id='s' to='localhost'><services xmlns='urn:xmpp:extdisco:2'/></iq>",
+        )
+        .await
+        .unwrap();
+    let services: Vec<&Element> = r
+        .get_child("services", "urn:xmpp:extdisco:2")
+        .unwrap()
+        .children()
+        .collect();
+    assert_eq!(services.len(), 2);
+    assert_eq!(
+        (services[0].attr("type"), services[0].attr("port")),
+        (Some("stun"), Some("3478"))
+    );
+    assert!(services[0].attr("password").is_none());
+    let turn = services[1];
+    assert_eq!(turn.attr("restricted"), Some("1"));
+    let user = turn.attr("username").unwrap();
+    let (expiry, jid) = user.split_once(':').unwrap();
+    assert_eq!(jid, "alice@localhost");
+    let expiry: u64 = expiry.parse().unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    assert!(
+        expiry > now + 590 && expiry <= now + 601,
+        "{expiry} vs {now}"
+    );
+    assert_eq!(
+        turn.attr("password").unwrap(),
+        tern_extdisco::turn_credentials("north", expiry, jid).1
+    );
+    assert!(turn.attr("expires").is_some());
+
+    let r = a.iq("t", "<iq type='get' id='t' to='localhost'><services xmlns='urn:xmpp:extdisco:2' type='turn'/></iq>").await.unwrap();
+    assert_eq!(
+        r.get_child("services", "urn:xmpp:extdisco:2")
+            .unwrap()
+            .children()
+            .count(),
+        1
+    );
+    let r = a.iq("c", "<iq type='get' id='c' to='localhost'><credentials xmlns='urn:xmpp:extdisco:2'><service host='turn.localhost' type='turn'/></credentials></iq>").await.unwrap();
+    assert!(r
+        .get_child("credentials", "urn:xmpp:extdisco:2")
+        .unwrap()
+        .get_child("service", "urn:xmpp:extdisco:2")
+        .unwrap()
+        .attr("password")
+        .is_some());
+    let r = a.iq("c2", "<iq type='get' id='c2' to='localhost'><credentials xmlns='urn:xmpp:extdisco:2'><service host='stun.localhost' type='stun'/></credentials></iq>").await.unwrap();
+    assert_eq!(condition(&r).as_deref(), Some("item-not-found"));
+}
