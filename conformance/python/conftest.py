@@ -11,7 +11,7 @@ from tern_server import ACCOUNTS, TernServer, generate_certs, tern_binary
 
 def pytest_configure(config):
     config.addinivalue_line(
-        "markers", "server_opts(c2s=..., server=..., accounts=...): options for the `server` fixture"
+        "markers", "server_opts(c2s=..., server=..., accounts=..., extra_toml=...): options for the `server` fixture"
     )
 
 
@@ -45,8 +45,10 @@ def server_factory(request, certs, tmp_path):
     made: list[TernServer] = []
     request.node._tern_servers = made
 
-    def make(*, c2s=None, server=None, host=None, accounts=None, start=True) -> TernServer:
-        srv = TernServer(tmp_path / f"tern{len(made)}", certs, c2s=c2s, server=server, host=host)
+    def make(*, c2s=None, server=None, host=None, accounts=None, extra_toml="",
+             start=True) -> TernServer:
+        srv = TernServer(tmp_path / f"tern{len(made)}", certs, c2s=c2s, server=server, host=host,
+                         extra_toml=extra_toml)
         made.append(srv)
         for user, pw in (ACCOUNTS if accounts is None else accounts).items():
             srv.add_user(f"{user}@localhost", pw)

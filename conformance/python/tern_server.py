@@ -110,11 +110,12 @@ def _toml_value(v) -> str:
 class TernServer:
     """One `tern serve` process with its own directory, config, ports and SQLite database.
 
-    `c2s` and `server` override keys of the `[c2s]` and `[server]` tables.
+    `c2s` and `server` override keys of the `[c2s]` and `[server]` tables; `extra_toml` is
+    appended verbatim (further tables such as `[contact]` or `[[external_service]]`).
     """
 
     def __init__(self, base: Path, certs: Path, *, c2s: dict | None = None,
-                 server: dict | None = None, host: dict | None = None):
+                 server: dict | None = None, host: dict | None = None, extra_toml: str = ""):
         self.base = base
         self.base.mkdir(parents=True, exist_ok=True)
         self.certs = certs
@@ -128,6 +129,7 @@ class TernServer:
             self.tls_port = free_port()
         self.server_opts = {"log_level": "info", "registration": "closed", **(server or {})}
         self.host_opts = host or {}
+        self.extra_toml = extra_toml
         self.c2s_opts = {
             "require_encryption": True,
             "resource_conflict": "kick_old",
@@ -161,6 +163,7 @@ class TernServer:
             lines.append(table)
             lines += [f"{k} = {_toml_value(v)}" for k, v in values.items()]
             lines.append("")
+        lines.append(self.extra_toml)
         self.config_path.write_text("\n".join(lines))
 
     # -- administration ------------------------------------------------------------------
