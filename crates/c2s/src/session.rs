@@ -333,6 +333,7 @@ impl Session {
             Some(sm) if sm.id.is_some() => {
                 info!(jid = %self.handle.jid(), "connection lost ({reason}); waiting {}s for resumption", sm.resume_timeout.as_secs());
                 self.detached_until = Some(tokio::time::Instant::now() + sm.resume_timeout);
+                self.handle.set_flag(tern_router::FLAG_DETACHED, true);
                 None
             }
             _ => Some(End::Io(reason)),
@@ -440,6 +441,7 @@ impl Session {
         info!(jid = %self.handle.jid(), resent = unacked.len(), "session resumed");
         self.io = Some(io);
         self.detached_until = None;
+        self.handle.set_flag(tern_router::FLAG_DETACHED, false);
         self.last_read = Instant::now();
     }
 

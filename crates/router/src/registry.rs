@@ -46,6 +46,11 @@ impl PresenceState {
     }
 }
 
+/// Session flag set by c2s while a XEP-0198 session has lost its connection and waits to be
+/// resumed ("hibernating"): stanzas queue up for it, but no client reads them yet (XEP-0357
+/// push notifications are sent for such sessions).
+pub const FLAG_DETACHED: &str = "sm.detached";
+
 /// Shared, cheap-to-clone handle to one bound session.
 #[derive(Debug, Clone)]
 pub struct SessionHandle(Arc<SessionInner>);

@@ -43,9 +43,34 @@ pub struct Config {
     pub mam: MamSection,
     /// Contact addresses published in the servers' disco#info (XEP-0157).
     pub contact: ContactSection,
+    /// Push notifications (XEP-0357).
+    pub push: PushSection,
     /// STUN/TURN servers offered to clients (XEP-0215).
     #[serde(rename = "external_service")]
     pub external_services: Vec<tern_extdisco::ExternalService>,
+}
+
+/// `[push]`: XEP-0357 push notifications.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PushSection {
+    /// Put message bodies in notifications (they pass through the app vendor's servers).
+    pub include_body: bool,
+    /// Put the sender's JID in notifications.
+    pub include_sender: bool,
+    /// Most push registrations per account.
+    pub max_per_user: usize,
+}
+
+impl Default for PushSection {
+    fn default() -> Self {
+        let d = tern_push::PushConfig::default();
+        PushSection {
+            include_body: d.include_body,
+            include_sender: d.include_sender,
+            max_per_user: d.max_per_user,
+        }
+    }
 }
 
 /// `[contact]`: XEP-0157 addresses (URIs such as `mailto:` or `xmpp:`), per kind.

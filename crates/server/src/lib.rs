@@ -109,6 +109,13 @@ pub async fn start(config: &Config) -> Result<Running> {
         .module(Arc::new(tern_router::disco::DiscoModule::new(
             &config.contact.fields(),
         )))
+        .module(Arc::new(tern_push::PushModule::new(
+            tern_push::PushConfig {
+                include_body: config.push.include_body,
+                include_sender: config.push.include_sender,
+                max_per_user: config.push.max_per_user,
+            },
+        )))
         .module(Arc::new(tern_extdisco::ExtDiscoModule::new(
             config.external_services.clone(),
         )))
