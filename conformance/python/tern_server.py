@@ -157,9 +157,11 @@ class TernServer:
             **self.c2s_opts,
         }
         storage = {"backend": "sqlite", "path": "tern.db"}
+        # The SOCKS5 proxy on an ephemeral loopback port, so servers never collide on 7777.
+        proxy65 = {"listen": "127.0.0.1:0", "advertised_host": "127.0.0.1"}
         lines = []
         for table, values in (("[server]", server), ("[[host]]", host), ("[c2s]", c2s),
-                              ("[storage]", storage)):
+                              ("[storage]", storage), ("[proxy65]", proxy65)):
             lines.append(table)
             lines += [f"{k} = {_toml_value(v)}" for k, v in values.items()]
             lines.append("")

@@ -45,9 +45,48 @@ pub struct Config {
     pub contact: ContactSection,
     /// Push notifications (XEP-0357).
     pub push: PushSection,
+    /// SOCKS5 bytestreams proxy (XEP-0065).
+    pub proxy65: Proxy65Section,
     /// STUN/TURN servers offered to clients (XEP-0215).
     #[serde(rename = "external_service")]
     pub external_services: Vec<tern_extdisco::ExternalService>,
+}
+
+/// `[proxy65]`: the XEP-0065 SOCKS5 bytestreams proxy.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Proxy65Section {
+    /// Run the proxy.
+    pub enabled: bool,
+    /// The service's JID per host; `{host}` is replaced by the host's domain.
+    pub domain: String,
+    /// SOCKS5 listener address.
+    pub listen: String,
+    /// Host name or address clients are told to connect to (default: the host's domain).
+    pub advertised_host: Option<String>,
+    /// Port clients are told to connect to (default: the listener's port).
+    pub advertised_port: Option<u16>,
+    /// Simultaneous SOCKS5 connections (two per transfer).
+    pub max_connections: usize,
+    /// Seconds a connection may wait for its partner and activation.
+    pub unpaired_timeout_secs: u64,
+    /// Relay bandwidth per transfer and direction, in bytes per second (0: unlimited).
+    pub max_bytes_per_second: u64,
+}
+
+impl Default for Proxy65Section {
+    fn default() -> Self {
+        Proxy65Section {
+            enabled: true,
+            domain: "proxy.{host}".into(),
+            listen: "[::]:7777".into(),
+            advertised_host: None,
+            advertised_port: None,
+            max_connections: 512,
+            unpaired_timeout_secs: 60,
+            max_bytes_per_second: 10 * 1024 * 1024,
+        }
+    }
 }
 
 /// `[push]`: XEP-0357 push notifications.
@@ -330,6 +369,15 @@ impl Config {
                 );
             }
         }
+        if self.proxy65.listen.parse::<SocketAddr>().is_err() {
+            bail!(
+                "proxy65.listen = {:?}: expected an address with port, such as \"[::]:7777\"",
+                self.proxy65.listen
+            );
+        }
+        if !self.proxy65.domain.contains("{host}") {
+            bail!("proxy65.domain = {:?}: expected a pattern containing {{host}}, such as \"proxy.{{host}}\"", self.proxy65.domain);
+        }
         for (key, list) in [
             ("c2s.listen", &self.c2s.listen),
             ("c2s.listen_tls", &self.c2s.listen_tls),
@@ -361,6 +409,12 @@ impl Config {
             ("c2s.max_connections", self.c2s.max_connections, 1),
             ("server.roster_max_items", self.server.roster_max_items, 1),
             ("server.vcard_max_bytes", self.server.vcard_max_bytes, 1024),
+            ("proxy65.max_connections", self.proxy65.max_connections, 2),
+            (
+                "proxy65.unpaired_timeout_secs",
+                self.proxy65.unpaired_timeout_secs as usize,
+                1,
+            ),
             ("c2s.sm_max_unacked", self.c2s.sm_max_unacked, 16),
             (
                 "c2s.max_bytes_per_second",

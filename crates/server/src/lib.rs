@@ -30,6 +30,8 @@ pub struct Running {
     pub c2s_addrs: Vec<SocketAddr>,
     /// Bound direct-TLS listener addresses.
     pub tls_addrs: Vec<SocketAddr>,
+    /// Bound SOCKS5 proxy listener (XEP-0065), if enabled.
+    pub proxy65_addr: Option<SocketAddr>,
     /// The router, for in-process tests and metrics.
     pub router: Arc<Router>,
     shutdown: watch::Sender<bool>,
@@ -93,6 +95,8 @@ pub async fn start(config: &Config) -> Result<Running> {
     for h in &hosts {
         builder = builder.host(&h.domain);
     }
+    let mut tasks = JoinSet::new();
+    let (builder, proxy65_addr) = proxy65(config, &hosts, builder, &mut tasks).await?;
     let router = builder
         .module(Arc::new(tern_roster::RosterModule::new(
             tern_roster::RosterConfig {
@@ -144,7 +148,6 @@ pub async fn start(config: &Config) -> Result<Running> {
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let c2s = C2s::new(router.clone(), config.c2s_config()?, Some(tls), shutdown_rx);
-    let mut tasks = JoinSet::new();
     let mut c2s_addrs = Vec::new();
     let mut tls_addrs = Vec::new();
     for (list, kind, out) in [
@@ -165,10 +168,49 @@ pub async fn start(config: &Config) -> Result<Running> {
     Ok(Running {
         c2s_addrs,
         tls_addrs,
+        proxy65_addr,
         router,
         shutdown: shutdown_tx,
         tasks,
     })
+}
+
+/// Binds the XEP-0065 proxy's SOCKS5 listener and attaches its service to every host.
+async fn proxy65(
+    config: &Config,
+    hosts: &[config::HostSection],
+    mut builder: tern_router::RouterBuilder,
+    tasks: &mut JoinSet<()>,
+) -> Result<(tern_router::RouterBuilder, Option<SocketAddr>)> {
+    use tern_file_transfer::proxy65::{serve, Pending, Proxy65, ProxyConfig};
+    let c = &config.proxy65;
+    if !c.enabled {
+        return Ok((builder, None));
+    }
+    let listener = bind(&c.listen).await.context("proxy65.listen")?;
+    let addr = listener.local_addr()?;
+    let pending = Arc::new(Pending::default());
+    let mut base = ProxyConfig {
+        advertised_host: String::new(),
+        advertised_port: c.advertised_port.unwrap_or(addr.port()),
+        max_connections: c.max_connections,
+        unpaired_timeout: std::time::Duration::from_secs(c.unpaired_timeout_secs),
+        max_bytes_per_second: c.max_bytes_per_second,
+    };
+    for h in hosts {
+        let domain = c.domain.replace("{host}", &h.domain);
+        base.advertised_host = c
+            .advertised_host
+            .clone()
+            .unwrap_or_else(|| h.domain.clone());
+        info!(service = %domain, advertised = %format!("{}:{}", base.advertised_host, base.advertised_port), "SOCKS5 bytestreams proxy");
+        builder = builder.service(
+            &domain,
+            Arc::new(Proxy65::new(base.clone(), pending.clone())),
+        );
+    }
+    tasks.spawn(serve(listener, base, pending));
+    Ok((builder, Some(addr)))
 }
 
 /// Binds a listener; an IPv6 wildcard falls back to the IPv4 one on hosts without IPv6.

@@ -44,6 +44,7 @@ impl TestServer {
         let mut config = Config::parse(&format!(
             "[server]\ndata_dir = {dir:?}\nregistration = \"open\"\nregistration_per_ip_per_hour = 0\n[storage]\nbackend = \"memory\"\n\
              [c2s]\nlisten = [\"127.0.0.1:0\"]\nlisten_tls = [\"127.0.0.1:0\"]\n\
+             [proxy65]\nlisten = \"127.0.0.1:0\"\nadvertised_host = \"127.0.0.1\"\n\
              [[host]]\ndomain = \"localhost\"\ncertificate = {:?}\nkey = {:?}\n",
             dir.join("localhost.crt"),
             dir.join("localhost.key"),
