@@ -41,6 +41,8 @@ pub struct Config {
     pub storage: StorageSection,
     /// Message archive (XEP-0313).
     pub mam: MamSection,
+    /// PubSub service, PEP and private storage (XEP-0060, XEP-0163, XEP-0049).
+    pub pubsub: tern_pubsub::PubSubConfig,
 }
 
 /// `[server]`
@@ -309,6 +311,7 @@ impl Config {
                 self.mam.expire_interval_secs
             );
         }
+        self.pubsub.validate().map_err(anyhow::Error::msg)?;
         match self.storage.synchronous.as_str() {
             "full" | "normal" => {}
             s => bail!("storage.synchronous = {s:?}: expected \"full\" or \"normal\""),
