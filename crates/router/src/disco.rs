@@ -125,6 +125,9 @@ impl Module for DiscoModule {
                 }
                 _ => {
                     q.append_child(identity("account", "registered", None));
+                    for (category, type_) in ctx.router.account_identities() {
+                        q.append_child(identity(category, type_, None));
+                    }
                     q.append_child(feature(NS_INFO));
                     q.append_child(feature(NS_ITEMS));
                     for f in ctx.router.account_features() {
@@ -147,6 +150,13 @@ impl Module for DiscoModule {
                         .a_opt("name", name.as_deref())
                         .build(),
                 );
+            }
+        }
+        if ns == NS_ITEMS && *target == Target::Bare {
+            if let Some(account) = st.to.as_ref().map(|j| j.to_bare()) {
+                for item in ctx.router.account_items(&account, &st.from).await {
+                    q.append_child(item);
+                }
             }
         }
         ctx.router.reply_result(st, Some(q)).await;

@@ -129,6 +129,23 @@ pub trait Module: Send + Sync + 'static {
         Vec::new()
     }
 
+    /// Identities (category, type) this module adds to every local account's disco#info, e.g.
+    /// XEP-0163's `pubsub`/`pep` for the account's personal eventing service.
+    fn account_identities(&self) -> Vec<(&'static str, &'static str)> {
+        Vec::new()
+    }
+
+    /// Items this module lists in disco#items of `account` (XEP-0030 §4) for `requester`, e.g.
+    /// the account's PEP nodes the requester may see; called for queries without a node.
+    async fn account_items(
+        &self,
+        _router: &Arc<Router>,
+        _account: &jid::BareJid,
+        _requester: &jid::Jid,
+    ) -> Vec<Element> {
+        Vec::new()
+    }
+
     /// Declares the events the module wants; called once at start-up.
     fn register(&self, hooks: &mut Hooks);
 

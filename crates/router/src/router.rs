@@ -150,6 +150,31 @@ impl Router {
         f
     }
 
+    /// Disco identities of local accounts from all loaded modules, sorted and deduplicated.
+    pub fn account_identities(&self) -> Vec<(&'static str, &'static str)> {
+        let mut v: Vec<_> = self
+            .modules
+            .iter()
+            .flat_map(|m| m.account_identities())
+            .collect();
+        v.sort_unstable();
+        v.dedup();
+        v
+    }
+
+    /// Disco items of a local account for a requester, from all loaded modules.
+    pub async fn account_items(
+        self: &Arc<Self>,
+        account: &BareJid,
+        requester: &Jid,
+    ) -> Vec<Element> {
+        let mut items = Vec::new();
+        for m in &self.modules {
+            items.extend(m.account_items(self, account, requester).await);
+        }
+        items
+    }
+
     /// Whether a local account exists (a bound session proves it without a store read).
     pub async fn account_exists(&self, bare: &BareJid) -> bool {
         let Some(node) = bare.node() else {

@@ -50,6 +50,8 @@ pub struct Config {
     /// STUN/TURN servers offered to clients (XEP-0215).
     #[serde(rename = "external_service")]
     pub external_services: Vec<tern_extdisco::ExternalService>,
+    /// PubSub service, PEP and private storage (XEP-0060, XEP-0163, XEP-0049).
+    pub pubsub: tern_pubsub::PubSubConfig,
 }
 
 /// `[proxy65]`: the XEP-0065 SOCKS5 bytestreams proxy.
@@ -454,6 +456,7 @@ impl Config {
                 self.mam.expire_interval_secs
             );
         }
+        self.pubsub.validate().map_err(anyhow::Error::msg)?;
         match self.storage.synchronous.as_str() {
             "full" | "normal" => {}
             s => bail!("storage.synchronous = {s:?}: expected \"full\" or \"normal\""),

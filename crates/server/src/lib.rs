@@ -96,7 +96,18 @@ pub async fn start(config: &Config) -> Result<Running> {
         builder = builder.host(&h.domain);
     }
     let mut tasks = JoinSet::new();
-    let (builder, proxy65_addr) = proxy65(config, &hosts, builder, &mut tasks).await?;
+    let (mut builder, proxy65_addr) = proxy65(config, &hosts, builder, &mut tasks).await?;
+    let (pep, private) = tern_pubsub::modules(&config.pubsub);
+    if config.pubsub.service {
+        let cfg = Arc::new(config.pubsub.clone());
+        for h in &hosts {
+            let domain = config.pubsub.service_domain_for(&h.domain);
+            builder = builder.service(
+                &domain,
+                Arc::new(tern_pubsub::PubSubService::new(&domain, cfg.clone())),
+            );
+        }
+    }
     let router = builder
         .module(Arc::new(tern_roster::RosterModule::new(
             tern_roster::RosterConfig {
@@ -140,6 +151,8 @@ pub async fn start(config: &Config) -> Result<Running> {
                 max_per_user: config.server.offline_max_per_user,
             },
         )))
+        .module(pep)
+        .module(private)
         .module(Arc::new(tern_register::RegisterModule::new(
             policies,
             config.server.registration_per_ip_per_hour,
