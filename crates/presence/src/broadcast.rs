@@ -185,8 +185,12 @@ pub(crate) async fn unavailable(
                 told.push(c);
             }
         }
-        for s in available_sessions(router, &bare) {
-            deliver_to(router, &s, me.clone(), el.clone());
+        let others = available_sessions(router, &bare);
+        for s in &others {
+            deliver_to(router, s, me.clone(), el.clone());
+        }
+        if others.is_empty() {
+            crate::last::record(router, &bare, &me, &el).await;
         }
     }
     for to in directed {

@@ -9,6 +9,7 @@
 //! presence lives in the session registry, never in storage.
 
 mod broadcast;
+mod last;
 pub mod module;
 mod probe;
 mod subscription;

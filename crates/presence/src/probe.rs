@@ -48,9 +48,12 @@ pub(crate) async fn probe(router: &Arc<Router>, st: &Stanza, target: &BareJid) {
         .any(|s| s.presence().available());
     if any {
         send_current(router, target, &reply_to).await;
+    } else if let Some((from, last)) = crate::last::load(router, target).await {
+        // §4.3.2: subscribed, but no resource is available: the last unavailable presence,
+        // stamped with when it was sent.
+        send(router, from, reply_to, last).await;
     } else {
-        // §4.3.2: subscribed, but no resource is available. The RFC allows the last
-        // unavailable presence with a delay stamp; it is not kept, so a plain one is sent.
+        // Never seen since the server kept track: a plain unavailable.
         send(router, from_bare, reply_to, presence(Some("unavailable"))).await;
     }
 }

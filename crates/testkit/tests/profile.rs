@@ -339,3 +339,47 @@ async fn contact_addresses_and_external_services() {
     let r = a.iq("c2", "<iq type='get' id='c2' to='localhost'><credentials xmlns='urn:xmpp:extdisco:2'><service host='stun.localhost' type='stun'/></credentials></iq>").await.unwrap();
     assert_eq!(condition(&r).as_deref(), Some("item-not-found"));
 }
+
+/// RFC 6121 §4.3.2: a probe to an offline contact is answered with its last unavailable
+/// presence, status included, with a XEP-0203 delay stamp.
+#[tokio::test]
+async fn probe_of_offline_contact_gets_last_unavailable_with_delay() {
+    let s = TestServer::start().await.unwrap();
+    s.add_user("alice", "pw").await.unwrap();
+    s.add_user("bob", "pw").await.unwrap();
+    let mut a = RawClient::login(&s, "alice", "pw", "a").await.unwrap();
+    let mut b = RawClient::login(&s, "bob", "pw", "b").await.unwrap();
+    a.send_str("<presence/>").await.unwrap();
+    b.send_str("<presence/>").await.unwrap();
+    a.befriend("alice@localhost", &mut b, "bob@localhost")
+        .await
+        .unwrap();
+    a.send_str("<presence type='unavailable'><status>gone fishing</status></presence>")
+        .await
+        .unwrap();
+    b.expect("unavailable", |e| {
+        e.name() == "presence" && e.attr("type") == Some("unavailable")
+    })
+    .await
+    .unwrap();
+    drop(b);
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+
+    let mut b = RawClient::login(&s, "bob", "pw", "b2").await.unwrap();
+    b.send_str("<presence/>").await.unwrap();
+    let p = b
+        .expect("probe answer", |e| {
+            e.name() == "presence" && e.attr("from").is_some_and(|f| f.starts_with("alice@"))
+        })
+        .await
+        .unwrap();
+    assert_eq!(p.attr("type"), Some("unavailable"));
+    assert_eq!(p.attr("from"), Some("alice@localhost/a"));
+    assert_eq!(
+        p.get_child("status", "jabber:client").map(|s| s.text()),
+        Some("gone fishing".into())
+    );
+    let delay = p.get_child("delay", "urn:xmpp:delay").expect("delay stamp");
+    assert_eq!(delay.attr("from"), Some("localhost"));
+    assert!(delay.attr("stamp").is_some());
+}
