@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use minidom::Element;
+use tern_router::Spec;
 use tracing::warn;
 
 use tern_router::xml::BuilderExt;
@@ -242,6 +243,10 @@ async fn remove(
 impl Module for RosterModule {
     fn name(&self) -> &'static str {
         "roster"
+    }
+
+    fn specs(&self) -> Vec<Spec> {
+        vec![Spec::xep(237, "1.3")]
     }
 
     fn features(&self) -> Vec<&'static str> {

@@ -4,7 +4,7 @@
 use async_trait::async_trait;
 use minidom::Element;
 
-use crate::module::{Ctx, Event, Flow, Hooks, Module, Target};
+use crate::module::{Ctx, Event, Flow, Hooks, Module, Spec, Target};
 use crate::stanza::{Condition, Stanza, StanzaError};
 use crate::xml::BuilderExt;
 
@@ -81,6 +81,10 @@ fn feature(var: &str) -> Element {
 impl Module for DiscoModule {
     fn name(&self) -> &'static str {
         "disco"
+    }
+
+    fn specs(&self) -> Vec<Spec> {
+        vec![Spec::xep(30, "2.5.0"), Spec::xep(157, "1.1.1")]
     }
 
     fn features(&self) -> Vec<&'static str> {

@@ -18,7 +18,7 @@ pub mod time;
 pub mod xml;
 
 pub use jid::{BareJid, FullJid, Jid};
-pub use module::{Ctx, Event, Flow, Hooks, Module, Origin, PreAuth, SessionEvent, Target};
+pub use module::{Ctx, Event, Flow, Hooks, Module, Origin, PreAuth, SessionEvent, Spec, Target};
 pub use registry::{
     LocalRegistry, Outbound, PresenceState, SessionHandle, SessionRegistry, FLAG_DETACHED,
 };

@@ -112,6 +112,24 @@ pub struct PreAuth {
     pub peer: std::net::SocketAddr,
 }
 
+/// A protocol specification an implementation follows, at the version it was written
+/// against; docs/xep-support.md is checked against these declarations (a test fails when a
+/// row is missing, extra or at another version), so the table cannot drift from the code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Spec {
+    /// XEP number.
+    pub xep: u16,
+    /// The version implemented, e.g. `"1.3"`.
+    pub version: &'static str,
+}
+
+impl Spec {
+    /// XEP `xep` at `version`.
+    pub const fn xep(xep: u16, version: &'static str) -> Spec {
+        Spec { xep, version }
+    }
+}
+
 /// A feature module: roster, presence, every XEP.
 #[async_trait]
 pub trait Module: Send + Sync + 'static {
@@ -143,6 +161,11 @@ pub trait Module: Send + Sync + 'static {
         _account: &jid::BareJid,
         _requester: &jid::Jid,
     ) -> Vec<Element> {
+        Vec::new()
+    }
+
+    /// The XEPs this module implements (see [`Spec`]).
+    fn specs(&self) -> Vec<Spec> {
         Vec::new()
     }
 

@@ -138,6 +138,15 @@ impl Router {
         f
     }
 
+    /// Specs declared by every loaded module and attached service, sorted and deduplicated.
+    pub fn specs(&self) -> Vec<crate::module::Spec> {
+        let mut v: Vec<_> = self.modules.iter().flat_map(|m| m.specs()).collect();
+        v.extend(self.services.specs());
+        v.sort_unstable();
+        v.dedup();
+        v
+    }
+
     /// Disco features of local accounts from all loaded modules, sorted and deduplicated.
     pub fn account_features(&self) -> Vec<&'static str> {
         let mut f: Vec<&'static str> = self

@@ -26,6 +26,11 @@ pub trait Service: Send + Sync + 'static {
         None
     }
 
+    /// The XEPs this service implements (see [`crate::Spec`]).
+    fn specs(&self) -> Vec<crate::Spec> {
+        Vec::new()
+    }
+
     /// Takes a stanza addressed to the service's domain. `from` is stamped and trusted; the
     /// service answers errors itself (with [`Router::bounce`]) for what it does not handle.
     async fn handle(&self, router: &Arc<Router>, origin: &Origin, stanza: Stanza);
@@ -60,6 +65,12 @@ impl Services {
     pub fn detach(&self, domain: &str) -> Option<Arc<dyn Service>> {
         let mut map = self.map.write().unwrap_or_else(|e| e.into_inner());
         map.remove(&domain.to_ascii_lowercase())
+    }
+
+    /// Specs declared by every attached service.
+    pub fn specs(&self) -> Vec<crate::Spec> {
+        let map = self.map.read().unwrap_or_else(|e| e.into_inner());
+        map.values().flat_map(|s| s.specs()).collect()
     }
 
     /// Domains served, with their disco names, that sit directly under `host`

@@ -24,6 +24,20 @@ pub mod users;
 
 pub use config::{Config, Registration};
 
+/// XEPs implemented by the core rather than by a module (the c2s listener's stream features)
+/// and those the router carries untouched between clients; with every module's and
+/// service's [`tern_router::Module::specs`] they make the protocol support table.
+pub const CORE_SPECS: &[tern_router::Spec] = &[
+    // crates/c2s: stream management, client state indication, direct TLS, channel-binding
+    // capability.
+    tern_router::Spec::xep(198, "1.6.3"),
+    tern_router::Spec::xep(352, "1.0.0"),
+    tern_router::Spec::xep(368, "1.1.0"),
+    tern_router::Spec::xep(440, "1.0.0"),
+    // Routed between full JIDs, proven by the conformance suite: in-band bytestreams.
+    tern_router::Spec::xep(47, "2.0.1"),
+];
+
 /// A started server.
 pub struct Running {
     /// Bound STARTTLS listener addresses (useful when configured with port 0).

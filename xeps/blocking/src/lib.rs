@@ -24,6 +24,7 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use minidom::Element;
+use tern_router::Spec;
 use tracing::{info, warn};
 
 use tern_roster::roster_of;
@@ -394,6 +395,10 @@ async fn send(router: &Arc<Router>, from: &SessionHandle, to: &Jid, el: Element)
 impl Module for BlockingModule {
     fn name(&self) -> &'static str {
         "blocking"
+    }
+
+    fn specs(&self) -> Vec<Spec> {
+        vec![Spec::xep(191, "1.3")]
     }
 
     fn features(&self) -> Vec<&'static str> {

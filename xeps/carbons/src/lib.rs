@@ -20,6 +20,7 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use minidom::Element;
+use tern_router::Spec;
 use tracing::debug;
 
 use tern_router::xml::set_attr;
@@ -219,6 +220,10 @@ fn send_copies(
 impl Module for CarbonsModule {
     fn name(&self) -> &'static str {
         "carbons"
+    }
+
+    fn specs(&self) -> Vec<Spec> {
+        vec![Spec::xep(280, "1.0.1")]
     }
 
     fn features(&self) -> Vec<&'static str> {

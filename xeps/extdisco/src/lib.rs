@@ -13,6 +13,7 @@ use base64::Engine;
 use hmac::{Hmac, Mac};
 use minidom::Element;
 use serde::Deserialize;
+use tern_router::Spec;
 
 use tern_router::time::{format_micros, now_micros};
 use tern_router::xml::BuilderExt;
@@ -170,6 +171,10 @@ impl ExtDiscoModule {
 impl Module for ExtDiscoModule {
     fn name(&self) -> &'static str {
         "extdisco"
+    }
+
+    fn specs(&self) -> Vec<Spec> {
+        vec![Spec::xep(215, "1.0.0")]
     }
 
     fn features(&self) -> Vec<&'static str> {

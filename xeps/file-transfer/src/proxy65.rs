@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use minidom::Element;
 use sha1::{Digest, Sha1};
+use tern_router::Spec;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -205,6 +206,10 @@ impl Proxy65 {
 impl Service for Proxy65 {
     fn name(&self) -> &'static str {
         "proxy65"
+    }
+
+    fn specs(&self) -> Vec<Spec> {
+        vec![Spec::xep(65, "1.8.2")]
     }
 
     fn item_name(&self) -> Option<String> {

@@ -15,6 +15,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use jid::BareJid;
 use minidom::Element;
+use tern_router::Spec;
 use tracing::{debug, info, warn};
 
 use tern_router::time::now_micros;
@@ -279,6 +280,16 @@ impl MamModule {
 impl Module for MamModule {
     fn name(&self) -> &'static str {
         "mam"
+    }
+
+    fn specs(&self) -> Vec<Spec> {
+        vec![
+            Spec::xep(313, "1.1.3"),
+            Spec::xep(359, "0.7.0"),
+            Spec::xep(441, "0.2.0"),
+            Spec::xep(59, "1.0"),
+            Spec::xep(334, "1.0.0"),
+        ]
     }
 
     fn features(&self) -> Vec<&'static str> {

@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use minidom::Element;
+use tern_router::Spec;
 use tracing::{debug, info, warn};
 
 use tern_router::time::{format_micros, now_micros};
@@ -194,6 +195,10 @@ impl OfflineModule {
 impl Module for OfflineModule {
     fn name(&self) -> &'static str {
         "offline"
+    }
+
+    fn specs(&self) -> Vec<Spec> {
+        vec![Spec::xep(160, "1.0.1"), Spec::xep(203, "2.0")]
     }
 
     fn features(&self) -> Vec<&'static str> {

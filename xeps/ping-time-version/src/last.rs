@@ -13,6 +13,7 @@ use std::time::Instant;
 
 use async_trait::async_trait;
 use minidom::Element;
+use tern_router::Spec;
 use tracing::warn;
 
 use tern_roster::roster_of;
@@ -126,6 +127,10 @@ fn decode(b: &[u8]) -> Option<(i64, String)> {
 impl Module for LastActivity {
     fn name(&self) -> &'static str {
         "last"
+    }
+
+    fn specs(&self) -> Vec<Spec> {
+        vec![Spec::xep(12, "2.0")]
     }
 
     fn features(&self) -> Vec<&'static str> {

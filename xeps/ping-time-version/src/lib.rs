@@ -7,6 +7,7 @@
 
 use async_trait::async_trait;
 use minidom::Element;
+use tern_router::Spec;
 
 use tern_router::time::{format_micros, now_micros};
 use tern_router::{Condition, Ctx, Event, Flow, Hooks, Module, Stanza, StanzaError, Target};
@@ -55,6 +56,14 @@ fn text(name: &str, ns: &str, value: &str) -> Element {
 impl Module for PingTimeVersion {
     fn name(&self) -> &'static str {
         "ping-time-version"
+    }
+
+    fn specs(&self) -> Vec<Spec> {
+        vec![
+            Spec::xep(199, "2.0.1"),
+            Spec::xep(202, "2.0"),
+            Spec::xep(92, "1.1"),
+        ]
     }
 
     fn features(&self) -> Vec<&'static str> {

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use jid::{BareJid, FullJid, Jid};
 use minidom::Element;
+use tern_router::Spec;
 use tracing::debug;
 
 use tern_router::xml::BuilderExt;
@@ -153,6 +154,18 @@ impl PepModule {
 impl Module for PepModule {
     fn name(&self) -> &'static str {
         "pep"
+    }
+
+    fn specs(&self) -> Vec<Spec> {
+        vec![
+            Spec::xep(163, "1.2.2"),
+            Spec::xep(223, "1.1.1"),
+            Spec::xep(84, "1.1.4"),
+            Spec::xep(384, "0.9.0"),
+            Spec::xep(115, "1.6.0"),
+            Spec::xep(402, "1.2.0"),
+            Spec::xep(48, "1.2"),
+        ]
     }
 
     fn account_features(&self) -> Vec<&'static str> {

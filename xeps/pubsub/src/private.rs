@@ -7,6 +7,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use jid::BareJid;
 use minidom::Element;
+use tern_router::Spec;
 use tracing::debug;
 
 use tern_router::{Condition, Ctx, Event, Flow, Hooks, Module, Stanza, Target};
@@ -143,6 +144,10 @@ impl PrivateModule {
 impl Module for PrivateModule {
     fn name(&self) -> &'static str {
         "private"
+    }
+
+    fn specs(&self) -> Vec<Spec> {
+        vec![Spec::xep(49, "1.2")]
     }
 
     fn features(&self) -> Vec<&'static str> {

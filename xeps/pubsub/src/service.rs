@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use tern_router::Spec;
 use tracing::debug;
 
 use tern_router::{Condition, Kind, Origin, Router, Service, Stanza, StanzaError};
@@ -59,6 +60,10 @@ impl PubSubService {
 impl Service for PubSubService {
     fn name(&self) -> &'static str {
         "pubsub"
+    }
+
+    fn specs(&self) -> Vec<Spec> {
+        vec![Spec::xep(60, "1.30.0")]
     }
 
     fn item_name(&self) -> Option<String> {

@@ -18,6 +18,7 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use minidom::Element;
+use tern_router::Spec;
 use tracing::{debug, info, warn};
 
 use tern_router::xml::BuilderExt;
@@ -408,6 +409,10 @@ fn worth_a_push(st: &Stanza) -> bool {
 impl Module for PushModule {
     fn name(&self) -> &'static str {
         "push"
+    }
+
+    fn specs(&self) -> Vec<Spec> {
+        vec![Spec::xep(357, "0.4.1")]
     }
 
     fn account_features(&self) -> Vec<&'static str> {

@@ -11,6 +11,7 @@
 //! asks about such messages).
 
 use async_trait::async_trait;
+use tern_router::Spec;
 
 use tern_router::{Ctx, Event, Flow, Hooks, Kind, Module, Stanza};
 
@@ -43,6 +44,10 @@ pub struct ReceiptsModule;
 impl Module for ReceiptsModule {
     fn name(&self) -> &'static str {
         "receipts"
+    }
+
+    fn specs(&self) -> Vec<Spec> {
+        vec![Spec::xep(184, "1.4.0"), Spec::xep(333, "1.0.0")]
     }
 
     fn register(&self, hooks: &mut Hooks) {

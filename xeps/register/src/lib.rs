@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use minidom::Element;
+use tern_router::Spec;
 use tracing::{info, warn};
 
 use tern_router::xml::{set_attr, BuilderExt};
@@ -240,6 +241,10 @@ impl RegisterModule {
 impl Module for RegisterModule {
     fn name(&self) -> &'static str {
         "register"
+    }
+
+    fn specs(&self) -> Vec<Spec> {
+        vec![Spec::xep(77, "2.4")]
     }
 
     fn features(&self) -> Vec<&'static str> {

@@ -6,6 +6,7 @@
 
 use async_trait::async_trait;
 use minidom::Element;
+use tern_router::Spec;
 use tracing::{info, warn};
 
 use tern_router::{
@@ -82,6 +83,10 @@ impl VcardModule {
 impl Module for VcardModule {
     fn name(&self) -> &'static str {
         "vcard"
+    }
+
+    fn specs(&self) -> Vec<Spec> {
+        vec![Spec::xep(54, "1.3.0")]
     }
 
     fn features(&self) -> Vec<&'static str> {
