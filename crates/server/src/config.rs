@@ -47,11 +47,60 @@ pub struct Config {
     pub push: PushSection,
     /// SOCKS5 bytestreams proxy (XEP-0065).
     pub proxy65: Proxy65Section,
+    /// HTTP File Upload (XEP-0363).
+    pub upload: UploadSection,
     /// STUN/TURN servers offered to clients (XEP-0215).
     #[serde(rename = "external_service")]
     pub external_services: Vec<tern_extdisco::ExternalService>,
     /// PubSub service, PEP and private storage (XEP-0060, XEP-0163, XEP-0049).
     pub pubsub: tern_pubsub::PubSubConfig,
+}
+
+/// `[upload]`: XEP-0363 HTTP File Upload, served by the HTTP listener.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct UploadSection {
+    /// Run the upload service.
+    pub enabled: bool,
+    /// The service's JID per host; `{host}` is replaced by the host's domain.
+    pub domain: String,
+    /// URL prefix of Tern's HTTPS listener as clients reach it, per host (`{host}` replaced);
+    /// behind a reverse proxy, its public URL.
+    pub base_url: String,
+    /// Directory of the files (relative to `server.data_dir`).
+    pub path: PathBuf,
+    /// Largest file, bytes.
+    pub max_file_size: u64,
+    /// Bytes one account may keep stored.
+    pub quota_per_user: u64,
+    /// Bytes all uploads together may take.
+    pub global_quota: u64,
+    /// Content types accepted (`image/*` patterns allowed); empty: any.
+    pub allowed_content_types: Vec<String>,
+    /// Seconds an upload URL stays valid.
+    pub slot_ttl_secs: u64,
+    /// Days after which files are deleted (0: kept forever).
+    pub expire_after_days: u64,
+    /// Key signing upload URLs; by default a random one is made at each start.
+    pub secret: Option<String>,
+}
+
+impl Default for UploadSection {
+    fn default() -> Self {
+        UploadSection {
+            enabled: true,
+            domain: "upload.{host}".into(),
+            base_url: "https://{host}:5281".into(),
+            path: PathBuf::from("upload"),
+            max_file_size: 100 * 1024 * 1024,
+            quota_per_user: 1024 * 1024 * 1024,
+            global_quota: 10 * 1024 * 1024 * 1024,
+            allowed_content_types: Vec::new(),
+            slot_ttl_secs: 300,
+            expire_after_days: 30,
+            secret: None,
+        }
+    }
 }
 
 /// `[proxy65]`: the XEP-0065 SOCKS5 bytestreams proxy.
@@ -376,6 +425,20 @@ impl Config {
                 "proxy65.listen = {:?}: expected an address with port, such as \"[::]:7777\"",
                 self.proxy65.listen
             );
+        }
+        if !self.upload.domain.contains("{host}") {
+            bail!("upload.domain = {:?}: expected a pattern containing {{host}}, such as \"upload.{{host}}\"", self.upload.domain);
+        }
+        if !(self.upload.base_url.starts_with("https://")
+            || self.upload.base_url.starts_with("http://"))
+        {
+            bail!(
+                "upload.base_url = {:?}: expected an http:// or https:// URL",
+                self.upload.base_url
+            );
+        }
+        if self.upload.max_file_size == 0 || self.upload.slot_ttl_secs == 0 {
+            bail!("upload.max_file_size and upload.slot_ttl_secs: expected at least 1");
         }
         if !self.proxy65.domain.contains("{host}") {
             bail!("proxy65.domain = {:?}: expected a pattern containing {{host}}, such as \"proxy.{{host}}\"", self.proxy65.domain);
