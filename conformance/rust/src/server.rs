@@ -132,6 +132,10 @@ key = {key:?}
 listen = ["127.0.0.1:{p1}"]
 listen_tls = ["127.0.0.1:{p2}"]
 
+[http]
+listen = ["127.0.0.1:0"]
+listen_tls = ["127.0.0.1:0"]
+
 [storage]
 backend = "sqlite"
 "#,

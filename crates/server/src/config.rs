@@ -41,6 +41,8 @@ pub struct Config {
     pub storage: StorageSection,
     /// Message archive (XEP-0313).
     pub mam: MamSection,
+    /// HTTP listeners: WebSocket, BOSH, host-meta (tern-http).
+    pub http: tern_http::HttpConfig,
 }
 
 /// `[server]`
@@ -313,6 +315,7 @@ impl Config {
             "full" | "normal" => {}
             s => bail!("storage.synchronous = {s:?}: expected \"full\" or \"normal\""),
         }
+        self.http.validate().map_err(anyhow::Error::msg)?;
         Ok(())
     }
 

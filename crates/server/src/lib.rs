@@ -30,6 +30,8 @@ pub struct Running {
     pub c2s_addrs: Vec<SocketAddr>,
     /// Bound direct-TLS listener addresses.
     pub tls_addrs: Vec<SocketAddr>,
+    /// Bound HTTP listeners (plain and HTTPS): WebSocket, BOSH, host-meta.
+    pub http: tern_http::Bound,
     /// The router, for in-process tests and metrics.
     pub router: Arc<Router>,
     shutdown: watch::Sender<bool>,
@@ -138,10 +140,15 @@ pub async fn start(config: &Config) -> Result<Running> {
             tasks.spawn(c2s.clone().serve(l, kind));
         }
     }
+    // Other crates add their HTTP routes here with `.mount(router)` (docs/hooks.md).
+    let http = tern_http::Http::new(config.http.clone(), c2s.clone())
+        .start(&mut tasks)
+        .await?;
     info!(hosts = ?hosts.iter().map(|h| h.domain.as_str()).collect::<Vec<_>>(), c2s = ?c2s_addrs, direct_tls = ?tls_addrs, "tern is running");
     Ok(Running {
         c2s_addrs,
         tls_addrs,
+        http,
         router,
         shutdown: shutdown_tx,
         tasks,
