@@ -525,3 +525,54 @@ async fn host_meta_lists_both_endpoints() {
     );
     s.stop().await;
 }
+
+#[tokio::test]
+async fn websocket_keepalive_is_a_ping() {
+    let s = TestServer::start_with(|c| c.c2s.keepalive_secs = 1)
+        .await
+        .unwrap();
+    s.add_user("alice", "alice-pw").await.unwrap();
+    let mut ws = Ws::login(&s, "alice", "alice-pw", "idle").await.unwrap();
+    use futures::StreamExt;
+    let ping = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            match ws.ws.next().await {
+                Some(Ok(tokio_tungstenite::tungstenite::Message::Ping(_))) => return true,
+                Some(Ok(tokio_tungstenite::tungstenite::Message::Text(t))) => {
+                    assert!(t.trim().is_empty() || t.starts_with('<'), "{t}");
+                }
+                Some(Ok(_)) => {}
+                _ => return false,
+            }
+        }
+    })
+    .await
+    .expect("a Ping within 5 s");
+    assert!(
+        ping,
+        "an idle WebSocket session gets Ping frames, not whitespace"
+    );
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn bosh_overactivity_is_a_policy_violation() {
+    let s = TestServer::start().await.unwrap();
+    let (mut b, created) = Bosh::create(s.http, 5).await.unwrap();
+    assert_eq!(created.attr("polling"), Some("2"));
+    // One empty request held, a second empty one at once: `requests` (2) unanswered requests,
+    // the last empty and sooner than `polling` after the previous (XEP-0124 §11).
+    b.rid += 1;
+    let held = tokio::spawn(Bosh::post_raw(b.addr, b.body(b.rid, "", "")));
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let r = b.send("", "").await.unwrap();
+    assert_eq!(r.attr("type"), Some("terminate"));
+    assert_eq!(r.attr("condition"), Some("policy-violation"));
+    let h = held.await.unwrap().unwrap();
+    assert_eq!(
+        h.attr("condition"),
+        Some("policy-violation"),
+        "held requests learn it too"
+    );
+    s.stop().await;
+}

@@ -438,6 +438,29 @@ mod tests {
     }
 
     #[test]
+    fn http_section() {
+        let c = Config::parse("").unwrap();
+        assert_eq!(c.http.listen, vec!["127.0.0.1:5280".to_string()]);
+        assert_eq!(c.http.listen_tls, vec!["[::]:5281".to_string()]);
+        let e = Config::parse("[http]\nlisten = [\"5280\"]\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("http.listen") && e.contains("5280"), "{e}");
+        let e = Config::parse("[http]\nallowed_origins = [\"chat.example\"]\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("http.allowed_origins"), "{e}");
+        let e = Config::parse("[http]\nbosh_inactivity_secs = 1\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("http.bosh_inactivity_secs"), "{e}");
+        let e = Config::parse("[http]\nplain_is_secure = \"sometimes\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("plain_is_secure"), "{e}");
+    }
+
+    #[test]
     fn mam_section() {
         let c = Config::parse("").unwrap();
         assert_eq!(c.mam_config().default, tern_mam::Policy::Always);

@@ -242,13 +242,13 @@ pub struct Bosh {
 impl Bosh {
     /// POSTs a body with the given attributes and children (rid and sid filled in unless
     /// given) and returns the response `<body/>`.
-    pub async fn post_raw(addr: SocketAddr, xml: &str) -> Result<Element> {
+    pub async fn post_raw(addr: SocketAddr, xml: impl AsRef<str>) -> Result<Element> {
         let r = http(
             addr,
             "POST",
             "/http-bind",
             &[("Content-Type", "text/xml; charset=utf-8")],
-            xml,
+            xml.as_ref(),
         )
         .await?;
         if r.status != 200 {
