@@ -61,15 +61,20 @@ pub(crate) enum Reply {
     Wait(u64, oneshot::Receiver<Vec<u8>>),
 }
 
+/// Where a request's response body goes.
+type Responder = oneshot::Sender<Vec<u8>>;
+
 struct Held {
     rid: u64,
-    tx: oneshot::Sender<Vec<u8>>,
+    tx: Responder,
     creation: bool,
 }
 
 struct Inner {
     next_rid: u64,
-    pending: BTreeMap<u64, (Request, oneshot::Sender<Vec<u8>>)>,
+    /// Requests ahead of `next_rid`; the sender is gone once their `wait` ran out (their
+    /// payload is still processed in order when the gap fills).
+    pending: BTreeMap<u64, (Request, Option<Responder>)>,
     held: VecDeque<Held>,
     cache: VecDeque<(u64, Vec<u8>)>,
     out: Vec<u8>,
@@ -151,7 +156,7 @@ impl BoshSession {
             return Reply::Now(self.kill(&mut g, Terminal::PolicyViolation));
         }
         let (tx, rx) = oneshot::channel();
-        g.pending.insert(rid, (req, tx));
+        g.pending.insert(rid, (req, Some(tx)));
         loop {
             let expected = g.next_rid;
             let Some(next) = g.pending.remove(&expected) else {
@@ -182,14 +187,14 @@ impl BoshSession {
             return Reply::Wait(rid, rx);
         }
         if let Some((_, slot)) = g.pending.get_mut(&rid) {
-            *slot = tx;
+            *slot = Some(tx);
             return Reply::Wait(rid, rx);
         }
         info!(sid = %self.sid, rid, "BOSH rid repeated but no longer cached");
         Reply::Now(self.kill(g, Terminal::ItemNotFound))
     }
 
-    fn process(&self, g: &mut Inner, (req, tx): (Request, oneshot::Sender<Vec<u8>>)) {
+    fn process(&self, g: &mut Inner, (req, tx): (Request, Option<Responder>)) {
         if !req.events.is_empty() {
             let sent = g
                 .to_link
@@ -198,10 +203,22 @@ impl BoshSession {
             if let Some(Err(_)) = sent {
                 // The session does not keep up with what the client sends.
                 let t = self.kill(g, Terminal::PolicyViolation);
-                let _ = tx.send(t);
+                if let Some(tx) = tx {
+                    let _ = tx.send(t);
+                }
                 return;
             }
         }
+        let Some(tx) = tx else {
+            // Already answered when its wait ran out; only its payload mattered.
+            if req.kind == Kind::Terminate {
+                let body = render(&[("type", "terminate".into())], b"");
+                g.terminal = Some(body.clone());
+                g.to_link = None;
+                self.answer_all(g, &body);
+            }
+            return;
+        };
         let held = Held {
             rid: req.rid,
             tx,
@@ -300,6 +317,11 @@ impl BoshSession {
             self.cache(g, h.rid, body.to_vec());
             let _ = h.tx.send(body.to_vec());
         }
+        for (_, (_, tx)) in std::mem::take(&mut g.pending) {
+            if let Some(tx) = tx {
+                let _ = tx.send(body.to_vec());
+            }
+        }
     }
 
     /// Ends the session with a terminal condition; returns the body to send.
@@ -321,6 +343,11 @@ impl BoshSession {
             if let Some(h) = g.held.remove(i) {
                 let data = std::mem::take(&mut g.out);
                 self.respond(&mut g, h, data);
+            }
+        } else if let Some((_, slot)) = g.pending.get_mut(&rid) {
+            // Still waiting for an earlier rid: answer empty, keep the payload in line.
+            if let Some(tx) = slot.take() {
+                let _ = tx.send(render(&[], b""));
             }
         }
     }
@@ -403,7 +430,11 @@ impl BoshSession {
         if g.terminal.is_some() {
             return idle > self.params.inactivity;
         }
-        if g.held.iter().any(|h| !h.tx.is_closed()) || !g.pending.is_empty() {
+        let live_pending = g
+            .pending
+            .values()
+            .any(|(_, tx)| tx.as_ref().is_some_and(|t| !t.is_closed()));
+        if g.held.iter().any(|h| !h.tx.is_closed()) || live_pending {
             return false;
         }
         let over = match g.pause_until {
@@ -426,3 +457,7 @@ impl BoshSession {
         self.kill(&mut g, Terminal::SystemShutdown);
     }
 }
+
+#[cfg(test)]
+#[path = "session_tests.rs"]
+mod tests;
