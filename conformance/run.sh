@@ -5,11 +5,16 @@
 #   1. builds the debug binary (`cargo build --bin tern`, the workspace's target dir);
 #   2. Python suite: a venv in conformance/python/.venv with pinned slixmpp + pytest, then
 #      pytest -v with a per-test timeout;
-#   3. Rust suite (tokio-xmpp), if conformance/rust/Cargo.toml exists.
+#   3. Rust suite (tokio-xmpp), if conformance/rust/Cargo.toml exists;
+#   4. JS suite (web clients), if conformance/js/package.json exists: Debian's chromium via
+#      apt-get when missing, `npm ci` from the pinned package-lock.json, then `node --test`
+#      (xmpp.js over WebSocket, strophe.js and Converse.js in headless Chromium over WebSocket
+#      and BOSH, against the slixmpp echo bot from the Python venv).
 # Exits non-zero if any suite fails. Every suite runs even if an earlier one failed.
 #
 # Environment: PYTHON (interpreter for the venv, default python3), PYTEST_ARGS (extra pytest
-# arguments, e.g. "-k auth -x").
+# arguments, e.g. "-k auth -x"), NODE_TEST_ARGS (extra `node --test` arguments, e.g.
+# "--test-name-pattern=BOSH"), CHROMIUM_BIN (default /usr/bin/chromium).
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -87,7 +92,46 @@ if [ -f "$HERE/rust/Cargo.toml" ]; then
         failed+=("rust")
     fi
 fi
-# (further suites, e.g. conformance/js, go here, guarded the same way)
+
+# ---------------------------------------------------------------------------------------------
+# JS suite (web clients): conformance/js
+if [ -f "$HERE/js/package.json" ]; then
+    step "js suite: environment"
+    js_env_ok=true
+    CHROMIUM_BIN="${CHROMIUM_BIN:-/usr/bin/chromium}"
+    if [ ! -x "$CHROMIUM_BIN" ]; then
+        if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+            { apt-get update -qq \
+                && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } \
+                || js_env_ok=false
+        else
+            echo "error: $CHROMIUM_BIN missing and cannot apt-get install chromium" >&2
+            js_env_ok=false
+        fi
+    fi
+    if ! node -e 'process.exit(+process.versions.node.split(".")[0] >= 20 ? 0 : 1)' 2>/dev/null; then
+        echo "error: the JS suite needs Node.js >= 20 (@xmpp/client); found $(node --version 2>&1)" >&2
+        js_env_ok=false
+    fi
+    if $js_env_ok && ! (cd "$HERE/js" && npm ci --no-audit --no-fund --loglevel=error); then
+        js_env_ok=false
+    fi
+    if $js_env_ok; then
+        echo "chromium: $("$CHROMIUM_BIN" --version 2>/dev/null || echo '?')"
+        step "js suite: node --test"
+        # shellcheck disable=SC2086 # NODE_TEST_ARGS is a word list on purpose
+        if (cd "$HERE/js" && CHROMIUM_BIN="$CHROMIUM_BIN" PYTHON_VENV_BIN="$VENV/bin/python" \
+                node --test --test-concurrency=1 --test-timeout=180000 ${NODE_TEST_ARGS:-} test/); then
+            echo "js suite: passed (screenshots in conformance/js/artifacts/)"
+        else
+            echo "js suite: FAILED"
+            failed+=("js")
+        fi
+    else
+        echo "js suite: FAILED (environment)"
+        failed+=("js")
+    fi
+fi
 
 # ---------------------------------------------------------------------------------------------
 step "done"

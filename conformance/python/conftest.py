@@ -45,10 +45,10 @@ def server_factory(request, certs, tmp_path):
     made: list[TernServer] = []
     request.node._tern_servers = made
 
-    def make(*, c2s=None, server=None, host=None, accounts=None, extra_toml="",
+    def make(*, c2s=None, server=None, host=None, http=None, accounts=None, extra_toml="",
              start=True) -> TernServer:
         srv = TernServer(tmp_path / f"tern{len(made)}", certs, c2s=c2s, server=server, host=host,
-                         extra_toml=extra_toml)
+                         http=http, extra_toml=extra_toml)
         made.append(srv)
         for user, pw in (ACCOUNTS if accounts is None else accounts).items():
             srv.add_user(f"{user}@localhost", pw)

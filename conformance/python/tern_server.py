@@ -110,12 +110,14 @@ def _toml_value(v) -> str:
 class TernServer:
     """One `tern serve` process with its own directory, config, ports and SQLite database.
 
-    `c2s` and `server` override keys of the `[c2s]` and `[server]` tables; `extra_toml` is
-    appended verbatim (further tables such as `[contact]` or `[[external_service]]`).
+    `c2s`, `server` and `http` override keys of the `[c2s]`, `[server]` and `[http]` tables;
+    `extra_toml` is appended verbatim (further tables such as `[contact]` or
+    `[[external_service]]`).
     """
 
     def __init__(self, base: Path, certs: Path, *, c2s: dict | None = None,
-                 server: dict | None = None, host: dict | None = None, extra_toml: str = ""):
+                 server: dict | None = None, host: dict | None = None,
+                 http: dict | None = None, extra_toml: str = ""):
         self.base = base
         self.base.mkdir(parents=True, exist_ok=True)
         self.certs = certs
@@ -127,6 +129,11 @@ class TernServer:
         self.tls_port = free_port()
         while self.tls_port == self.port:
             self.tls_port = free_port()
+        # The HTTP ports (WebSocket, BOSH) are chosen the same way, so that parallel servers
+        # never fight over the defaults 5280/5281.
+        self.http_port = free_port()
+        self.https_port = free_port()
+        self.http_opts = http or {}
         self.server_opts = {"log_level": "info", "registration": "closed", **(server or {})}
         self.host_opts = host or {}
         self.extra_toml = extra_toml
@@ -157,11 +164,16 @@ class TernServer:
             **self.c2s_opts,
         }
         storage = {"backend": "sqlite", "path": "tern.db"}
+        http = {
+            "listen": [f"127.0.0.1:{self.http_port}"],
+            "listen_tls": [f"127.0.0.1:{self.https_port}"],
+            **self.http_opts,
+        }
         # The SOCKS5 proxy on an ephemeral loopback port, so servers never collide on 7777.
         proxy65 = {"listen": "127.0.0.1:0", "advertised_host": "127.0.0.1"}
         lines = []
         for table, values in (("[server]", server), ("[[host]]", host), ("[c2s]", c2s),
-                              ("[storage]", storage), ("[proxy65]", proxy65)):
+                              ("[storage]", storage), ("[http]", http), ("[proxy65]", proxy65)):
             lines.append(table)
             lines += [f"{k} = {_toml_value(v)}" for k, v in values.items()]
             lines.append("")

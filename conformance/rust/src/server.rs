@@ -134,6 +134,9 @@ listen_tls = ["127.0.0.1:{p2}"]
 
 [proxy65]
 listen = "127.0.0.1:0"
+[http]
+listen = ["127.0.0.1:0"]
+listen_tls = ["127.0.0.1:0"]
 
 [storage]
 backend = "sqlite"

@@ -39,8 +39,8 @@ pub(crate) async fn authenticate(
         send_failure(conn, Failure::InvalidMechanism).await?;
         return Ok(None);
     };
-    let mut ex =
-        Exchange::new(mech, bindings, advertised_plus, conn.io.is_tls()).with_domain(host.clone());
+    let mut ex = Exchange::new(mech, bindings, advertised_plus, conn.link.is_secure())
+        .with_domain(host.clone());
     // RFC 6120 §6.4.2: no text means no initial response; "=" means an empty one.
     let mut step = match auth.text().trim() {
         "" => ex.start(None),

@@ -26,7 +26,7 @@ pub(crate) async fn handle_element(
             Sec::UnsupportedStanzaType,
             format!("<{}/> is not supported", el.name()),
         );
-        out.raw(&err.to_bytes());
+        out.error(&err);
         return Err(Sec::UnsupportedStanzaType);
     };
     let me = handle.jid();
@@ -38,7 +38,7 @@ pub(crate) async fn handle_element(
         if !ok {
             let err =
                 StreamError::with_text(Sec::InvalidFrom, "'from' does not match the bound JID");
-            out.raw(&err.to_bytes());
+            out.error(&err);
             return Err(Sec::InvalidFrom);
         }
     }

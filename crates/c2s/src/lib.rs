@@ -5,7 +5,10 @@
 //! header, STARTTLS, SASL (`auth`) and resource binding (`bind`), one restart at a time;
 //! `session` then runs the bound session loop: stanzas from the client are checked, stamped
 //! and handed to the router, and the session's queue is coalesced into one write per wakeup.
-//! `transport` is the plain-or-TLS byte stream and `conn` the XML stream over it.
+//! All of it runs over a [`Link`] (`link`): an element transport that TCP implements with the
+//! stream framer (`tcp`, over `transport`, the plain-or-TLS byte stream) and that `tern-http`
+//! implements for WebSocket and BOSH; [`C2s::run_link`] is its entry point. `conn` is the
+//! stream during negotiation.
 //! SASL and resource binding are separate steps so that SASL2 (XEP-0388), Bind2 (XEP-0386)
 //! and FAST (XEP-0484) can be added beside them.
 
@@ -27,11 +30,15 @@ mod bind;
 mod conn;
 mod csi;
 mod inbound;
+pub mod link;
 mod negotiate;
 mod rate;
 mod session;
 mod sm;
+mod tcp;
 mod transport;
+
+pub use link::{FrameKind, Framing, Header, Link, LinkError, Outbox};
 
 /// What to do when a client binds a resource that is already bound (RFC 6120 §7.7.2.2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -187,7 +194,28 @@ impl C2s {
         }
     }
 
-    pub(crate) fn shutdown_signal(&self) -> watch::Receiver<bool> {
+    /// Runs a client connection that arrived over another transport (WebSocket, BOSH) through
+    /// the same negotiation, SASL, binding, stream management and routing as TCP clients.
+    /// `peer` is the client's address, for logs and pre-authentication policies. Holds one of
+    /// the `max_connections` permits for its lifetime; returns at once, without running the
+    /// link, when none is free.
+    pub async fn run_link(
+        self: Arc<Self>,
+        link: Box<dyn Link>,
+        peer: SocketAddr,
+        transport: &'static str,
+    ) {
+        let Ok(permit) = self.connections.clone().try_acquire_owned() else {
+            warn!(%peer, transport, "connection limit reached; refusing a client");
+            return;
+        };
+        let span = tracing::info_span!("c2s", %peer, transport, stream = tracing::field::Empty, jid = tracing::field::Empty);
+        negotiate::run_link(self, link, peer).instrument(span).await;
+        drop(permit);
+    }
+
+    /// The shutdown signal every session selects on.
+    pub fn shutdown_signal(&self) -> watch::Receiver<bool> {
         self.shutdown.clone()
     }
 

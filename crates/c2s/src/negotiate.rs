@@ -4,18 +4,17 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use minidom::Element;
-use rustls::ProtocolVersion;
 use tokio::net::TcpStream;
 use tracing::{debug, info};
 
 use tern_router::xml::BuilderExt;
 use tern_router::{BareJid, PreAuth};
-use tern_sasl::{ChannelBindings, Mechanism};
-use tern_stream::{
-    StreamError, StreamErrorCondition as Sec, StreamEvent, StreamReader, NS_CLIENT, NS_STREAMS,
-};
+use tern_sasl::Mechanism;
+use tern_stream::{StreamError, StreamErrorCondition as Sec, StreamEvent, NS_CLIENT, NS_STREAMS};
 
 use crate::conn::{ConnError, XmlConn};
+use crate::link::Link;
+use crate::tcp::TcpLink;
 use crate::transport::Transport;
 use crate::{auth, bind, session, C2s, ListenerKind};
 
@@ -26,63 +25,33 @@ pub(crate) const NS_SASL: &str = "urn:ietf:params:xml:ns:xmpp-sasl";
 /// XEP-0440: SASL channel-binding type capability.
 const NS_SASL_CB: &str = "urn:xmpp:sasl-cb:0";
 
-/// Runs one client connection from accept to close.
+/// Runs one TCP client connection from accept to close.
 pub(crate) async fn run(c2s: Arc<C2s>, tcp: TcpStream, peer: SocketAddr, kind: ListenerKind) {
-    let transport = match kind {
-        ListenerKind::StartTls => Transport::Plain(tcp),
-        ListenerKind::DirectTls => match tls_accept(&c2s, tcp).await {
-            Some(t) => t,
-            None => return,
-        },
-    };
-    let reader = StreamReader::new(c2s.config.limits.clone(), NS_CLIENT);
-    let conn = XmlConn::new(transport, reader, peer);
-    let (conn, bare, bindings) = match negotiate(&c2s, conn).await {
+    let mut link = TcpLink::new(Transport::Plain(tcp), c2s.config.limits.clone());
+    if kind == ListenerKind::DirectTls {
+        let Some(tls) = c2s.tls.as_ref() else { return };
+        if !link.starttls(tls, c2s.config.tls_handshake_timeout).await {
+            return;
+        }
+    }
+    run_link(c2s, Box::new(link), peer).await;
+}
+
+/// Runs the session machinery over any link, from the first header to the end of the session.
+pub(crate) async fn run_link(c2s: Arc<C2s>, link: Box<dyn Link>, peer: SocketAddr) {
+    let conn = XmlConn::new(link, peer);
+    let (conn, bare) = match negotiate(&c2s, conn).await {
         Ok(x) => x,
         Err(e) => {
             debug!("connection ended before authentication: {e}");
             return;
         }
     };
-    let _ = bindings;
     match bind::bind(&c2s, conn, bare).await {
         Ok(bind::Bound::New(conn, handle, rx)) => session::run(c2s, *conn, handle, rx).await,
         Ok(bind::Bound::Resumed) => {}
         Err(e) => debug!("connection ended before binding: {e}"),
     }
-}
-
-async fn tls_accept(c2s: &C2s, tcp: TcpStream) -> Option<Transport> {
-    let tls = c2s.tls.as_ref()?;
-    let acceptor = tokio_rustls::TlsAcceptor::from(tls.config.clone());
-    match tokio::time::timeout(c2s.config.tls_handshake_timeout, acceptor.accept(tcp)).await {
-        Ok(Ok(s)) => Some(Transport::Tls(Box::new(s))),
-        Ok(Err(e)) => {
-            info!("TLS handshake failed: {e}");
-            None
-        }
-        Err(_) => {
-            info!("TLS handshake timed out");
-            None
-        }
-    }
-}
-
-/// Channel-binding data of a TLS connection: tls-exporter on TLS 1.3 (RFC 9266), and
-/// tls-server-end-point (RFC 5929) whenever we know the certificate.
-fn channel_bindings(c2s: &C2s, io: &Transport) -> ChannelBindings {
-    let mut b = ChannelBindings::default();
-    let (Transport::Tls(s), Some(settings)) = (io, c2s.tls.as_ref()) else {
-        return b;
-    };
-    let (_, sc) = s.get_ref();
-    if sc.protocol_version() == Some(ProtocolVersion::TLSv1_3) {
-        if let Ok(out) = sc.export_keying_material([0u8; 32], b"EXPORTER-Channel-Binding", None) {
-            b.tls_exporter = Some(out.to_vec());
-        }
-    }
-    b.tls_server_end_point = (settings.end_point_hash)(sc.server_name());
-    b
 }
 
 /// Reads the client's stream header and answers with ours (RFC 6120 §4.7).
@@ -141,23 +110,29 @@ fn preauth_info(c2s: &C2s, conn: &XmlConn) -> PreAuth {
     let _ = c2s;
     PreAuth {
         host: conn.host.clone().unwrap_or_default(),
-        secure: conn.io.is_tls(),
+        secure: conn.link.is_secure(),
         peer: conn.peer,
     }
 }
 
 /// Negotiates TLS and SASL; returns the authenticated account.
-async fn negotiate(
-    c2s: &Arc<C2s>,
-    mut conn: XmlConn,
-) -> Result<(XmlConn, BareJid, ChannelBindings), ConnError> {
+async fn negotiate(c2s: &Arc<C2s>, mut conn: XmlConn) -> Result<(XmlConn, BareJid), ConnError> {
     let mut failures = 0;
     loop {
         open_stream(c2s, &mut conn).await?;
-        let tls = conn.io.is_tls();
-        let bindings = channel_bindings(c2s, &conn.io);
-        let can_starttls = !tls && c2s.tls.is_some();
+        let tls = conn.link.is_secure();
+        let bindings = conn.link.channel_bindings(c2s.tls.as_ref());
+        let can_starttls = conn.link.can_starttls() && c2s.tls.is_some();
         let must_starttls = can_starttls && c2s.config.require_encryption;
+        if !tls && !conn.link.can_starttls() && c2s.tls.is_some() && c2s.config.require_encryption {
+            // A transport without STARTTLS that is not secure (plain HTTP not trusted as
+            // such): with encryption required it has nothing to negotiate (RFC 6120 §5.3.1).
+            let err = StreamError::with_text(
+                Sec::PolicyViolation,
+                "encryption is required: connect over TLS (https, wss)",
+            );
+            return Err(conn.fail(err).await);
+        }
         // -PLUS only with channel-binding data (which only TLS gives), PLAIN only over TLS.
         let mechs = Mechanism::available(&bindings, tls);
         let mut children = Vec::new();
@@ -201,13 +176,15 @@ async fn negotiate(
             };
             if el.is("starttls", NS_TLS) && can_starttls {
                 conn.send(&Element::bare("proceed", NS_TLS)).await?;
-                let Transport::Plain(tcp) = conn.io else {
-                    unreachable!("can_starttls implies plain")
-                };
-                let io = tls_accept(c2s, tcp).await.ok_or(ConnError::Closed)?;
-                let mut reader = conn.reader;
-                reader.restart();
-                conn = XmlConn::new(io, reader, conn.peer).with_host(conn.host);
+                let settings = c2s.tls.as_ref().ok_or(ConnError::Closed)?;
+                if !conn
+                    .link
+                    .starttls(settings, c2s.config.tls_handshake_timeout)
+                    .await
+                {
+                    return Err(ConnError::Closed);
+                }
+                conn.header_sent = false;
                 break;
             } else if el.is("auth", NS_SASL) && !must_starttls {
                 let advertised_plus = mechs.iter().any(Mechanism::is_plus);
@@ -223,10 +200,10 @@ async fn negotiate(
                 {
                     Some(bare) => {
                         info!(jid = %bare, "authenticated");
-                        conn.reader.restart();
+                        conn.link.restart();
                         conn.header_sent = false;
                         open_stream(c2s, &mut conn).await?;
-                        return Ok((conn, bare, bindings));
+                        return Ok((conn, bare));
                     }
                     None => {
                         failures += 1;

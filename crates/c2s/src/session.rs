@@ -7,24 +7,20 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use minidom::Element;
-use tokio::io::{AsyncReadExt, AsyncWriteExt, ReadHalf, WriteHalf};
 use tokio::sync::mpsc;
 use tokio::time::MissedTickBehavior;
 use tracing::{info, warn};
 
 use tern_router::xml::BuilderExt;
 use tern_router::{Kind, Outbound, SessionEvent, SessionHandle};
-use tern_stream::{
-    write_element, ParseError, StreamError, StreamErrorCondition as Sec, StreamEvent, StreamReader,
-    NS_CLIENT, STREAM_CLOSE,
-};
+use tern_stream::{ParseError, StreamError, StreamErrorCondition as Sec, StreamEvent};
 
 use crate::conn::XmlConn;
 use crate::csi::{Csi, NS_CSI};
 use crate::inbound::handle_element;
+use crate::link::{Link, LinkError, Outbox};
 use crate::rate::RateLimiter;
 use crate::sm::{ack_element, failed, ResumeRequest, Sm, NS_SM};
-use crate::transport::Transport;
 use crate::{random_id, C2s};
 
 /// Ask the client for an acknowledgement after this many unacknowledged stanzas.
@@ -42,7 +38,7 @@ enum End {
 
 /// What is being written to the client: stanzas are counted for stream management.
 pub(crate) struct Out {
-    buf: Vec<u8>,
+    buf: Outbox,
     pub(crate) sm: Option<Sm>,
     csi: Csi,
 }
@@ -56,7 +52,7 @@ impl Out {
     }
 
     fn write_stanza(&mut self, el: Element) {
-        write_element(&el, NS_CLIENT, &mut self.buf);
+        self.buf.element(&el);
         if let Some(sm) = &mut self.sm {
             sm.sent(el);
         }
@@ -68,27 +64,13 @@ impl Out {
         }
     }
 
-    /// Queues a nonza or raw bytes (stream errors, SM elements, whitespace).
-    pub(crate) fn raw(&mut self, bytes: &[u8]) {
-        self.buf.extend_from_slice(bytes);
+    /// Queues a stream error; the stream ends after it.
+    pub(crate) fn error(&mut self, err: &StreamError) {
+        self.buf.stream_error(err);
     }
 
     fn nonza(&mut self, el: &Element) {
-        write_element(el, NS_CLIENT, &mut self.buf);
-    }
-}
-
-struct Io {
-    rd: ReadHalf<Transport>,
-    wr: WriteHalf<Transport>,
-    reader: StreamReader,
-}
-
-impl Io {
-    fn new(conn: XmlConn) -> Io {
-        let XmlConn { io, reader, .. } = conn;
-        let (rd, wr) = tokio::io::split(io);
-        Io { rd, wr, reader }
+        self.buf.element(el);
     }
 }
 
@@ -96,9 +78,8 @@ struct Session {
     c2s: Arc<C2s>,
     handle: SessionHandle,
     rx: mpsc::Receiver<Outbound>,
-    io: Option<Io>,
+    io: Option<Box<dyn Link>>,
     out: Out,
-    buf: Vec<u8>,
     limiter: RateLimiter,
     paused_until: Option<tokio::time::Instant>,
     last_read: Instant,
@@ -117,17 +98,17 @@ pub(crate) async fn run(
     // Bursts up to one maximal stanza pass unthrottled.
     let burst = (c2s.config.limits.max_stanza_bytes as u64).max(c2s.config.max_bytes_per_second);
     let limiter = RateLimiter::new(c2s.config.max_bytes_per_second, burst);
+    let framing = conn.link.framing();
     let mut s = Session {
         c2s,
         handle,
         rx,
-        io: Some(Io::new(conn)),
+        io: Some(conn.link),
         out: Out {
-            buf: Vec::new(),
+            buf: Outbox::new(framing),
             sm: None,
             csi: Csi::default(),
         },
-        buf: vec![0u8; 4096],
         limiter,
         paused_until: None,
         last_read: Instant::now(),
@@ -146,9 +127,9 @@ async fn sleep_until_opt(t: Option<tokio::time::Instant>) {
     }
 }
 
-async fn read_opt(io: &mut Option<Io>, buf: &mut [u8]) -> std::io::Result<usize> {
+async fn read_opt(io: &mut Option<Box<dyn Link>>) -> Result<usize, LinkError> {
     match io {
-        Some(io) => io.rd.read(buf).await,
+        Some(io) => io.receive().await,
         None => std::future::pending().await,
     }
 }
@@ -160,21 +141,10 @@ async fn recv_opt(rx: &mut Option<mpsc::Receiver<ResumeRequest>>) -> Option<Resu
     }
 }
 
-async fn write_out(wr: &mut WriteHalf<Transport>, out: &mut Vec<u8>) -> std::io::Result<()> {
-    wr.write_all(out).await?;
-    wr.flush().await?;
-    out.clear();
-    // Large bursts should not pin their buffer for the rest of an idle session.
-    if out.capacity() > 64 * 1024 {
-        *out = Vec::new();
-    }
-    Ok(())
-}
-
 fn parse_error(out: &mut Out, e: ParseError) -> End {
     info!("stream error: {e}");
     let err = StreamError::with_text(e.condition(), e.to_string());
-    out.raw(&err.to_bytes());
+    out.error(&err);
     End::Error(err.condition)
 }
 
@@ -206,23 +176,17 @@ impl Session {
                 }
                 // Over its rate the client is not read for a while: TCP pushes back on it.
                 _ = sleep_until_opt(self.paused_until), if self.paused_until.is_some() => self.paused_until = None,
-                r = read_opt(&mut self.io, &mut self.buf), if attached && self.paused_until.is_none() => {
-                    let r = match r {
-                        Ok(0) => Err("connection closed by peer".to_owned()),
-                        Ok(n) => Ok(n),
-                        Err(e) => Err(e.to_string()),
-                    };
+                r = read_opt(&mut self.io), if attached && self.paused_until.is_none() => {
                     match r {
                         Ok(n) => {
                             self.last_read = Instant::now();
                             self.paused_until = self.limiter.take(n, self.last_read).map(|d| tokio::time::Instant::now() + d);
-                            let fed = self.io.as_mut().map(|io| io.reader.feed(&self.buf[..n]));
-                            if let Some(Err(e)) = fed {
-                                return parse_error(&mut self.out, e);
-                            }
                         }
+                        // Events framed before the error are handled first; the reader
+                        // reports the error again once they are taken.
+                        Err(LinkError::Parse(_)) => {}
                         Err(e) => {
-                            if let Some(end) = self.connection_lost(e) {
+                            if let Some(end) = self.connection_lost(e.to_string()) {
                                 return end;
                             }
                         }
@@ -230,14 +194,14 @@ impl Session {
                 }
                 _ = keepalive.tick(), if attached => {
                     if self.last_read.elapsed() >= self.c2s.config.idle_timeout {
-                        self.out.raw(&StreamError::with_text(Sec::ConnectionTimeout, "idle for too long").to_bytes());
+                        self.out.error(&StreamError::with_text(Sec::ConnectionTimeout, "idle for too long"));
                         return End::Error(Sec::ConnectionTimeout);
                     }
                     // RFC 6120 §4.6.1: whitespace keeps NATs open and detects dead peers.
                     if self.last_write.elapsed() >= self.c2s.config.keepalive_interval {
                         match &self.out.sm {
                             Some(sm) if sm.unacked_len() > 0 => self.out.nonza(&Element::bare("r", NS_SM)),
-                            _ => self.out.raw(b" "),
+                            _ => self.out.buf.keepalive(),
                         }
                     }
                 }
@@ -248,7 +212,7 @@ impl Session {
     /// Handles every event already parsed.
     async fn process_buffered(&mut self) -> Option<End> {
         loop {
-            let ev = match self.io.as_mut()?.reader.next_event() {
+            let ev = match self.io.as_mut()?.next_event() {
                 Ok(Some(ev)) => ev,
                 Ok(None) => return None,
                 Err(e) => return Some(parse_error(&mut self.out, e)),
@@ -292,7 +256,7 @@ impl Session {
             match it {
                 Outbound::Stanza(el) => self.out.stanza(el),
                 Outbound::Close(err) => {
-                    self.out.raw(&err.to_bytes());
+                    self.out.error(&err);
                     return Some(End::Error(err.condition));
                 }
             }
@@ -301,7 +265,7 @@ impl Session {
             if sm.unacked_len() > self.c2s.config.sm_max_unacked {
                 let err =
                     StreamError::with_text(Sec::PolicyViolation, "too many unacknowledged stanzas");
-                self.out.raw(&err.to_bytes());
+                self.out.error(&err);
                 return Some(End::Error(Sec::PolicyViolation));
             }
             if sm.should_request(REQUEST_ACK_EVERY) {
@@ -318,7 +282,8 @@ impl Session {
         if self.out.buf.is_empty() {
             return Ok(());
         }
-        write_out(&mut io.wr, &mut self.out.buf).await?;
+        io.write(&self.out.buf).await?;
+        self.out.buf.clear();
         self.last_write = Instant::now();
         Ok(())
     }
@@ -384,14 +349,16 @@ impl Session {
                     return self.unsupported(el);
                 };
                 let Some(h) = el.attr("h").and_then(|h| h.parse::<u32>().ok()) else {
-                    self.out.raw(
-                        &StreamError::with_text(Sec::BadFormat, "<a/> needs a numeric 'h'")
-                            .to_bytes(),
-                    );
+                    self.out.error(&StreamError::with_text(
+                        Sec::BadFormat,
+                        "<a/> needs a numeric 'h'",
+                    ));
                     return Err(Sec::BadFormat);
                 };
                 if let Err(e) = sm.ack(h) {
-                    self.out.raw(&count_too_high(e.h, e.sent));
+                    self.out
+                        .buf
+                        .stream_error_element(&count_too_high(e.h, e.sent));
                     return Err(Sec::UndefinedCondition);
                 }
                 Ok(())
@@ -405,7 +372,7 @@ impl Session {
             Sec::UnsupportedStanzaType,
             format!("<{}/> is not supported here", el.name()),
         );
-        self.out.raw(&err.to_bytes());
+        self.out.error(&err);
         Err(Sec::UnsupportedStanzaType)
     }
 
@@ -418,13 +385,12 @@ impl Session {
             drop(old);
         }
         self.out.buf.clear();
-        let mut io = Io::new(req.conn);
+        let mut io = req.conn.link;
         if let Err(e) = sm.ack(req.h) {
-            self.out.raw(&count_too_high(e.h, e.sent));
-            self.out.raw(STREAM_CLOSE.as_bytes());
-            let mut bytes = std::mem::take(&mut self.out.buf);
+            let mut bytes = Outbox::new(io.framing());
+            bytes.stream_error_element(&count_too_high(e.h, e.sent));
             tokio::spawn(async move {
-                let _ = write_out(&mut io.wr, &mut bytes).await;
+                let _ = io.close(&bytes).await;
             });
             warn!(jid = %self.handle.jid(), "resumption refused: client count too high");
             return;
@@ -434,9 +400,11 @@ impl Session {
             .a("h", sm.h_in.to_string())
             .build();
         let unacked: Vec<Element> = sm.unacked().cloned().collect();
-        write_element(&resumed, NS_CLIENT, &mut self.out.buf);
+        // The new connection may be another kind of link (TCP, WebSocket, BOSH).
+        self.out.buf.set_framing(io.framing());
+        self.out.buf.element(&resumed);
         for el in &unacked {
-            write_element(el, NS_CLIENT, &mut self.out.buf);
+            self.out.buf.element(el);
         }
         info!(jid = %self.handle.jid(), resent = unacked.len(), "session resumed");
         self.io = Some(io);
@@ -453,17 +421,11 @@ impl Session {
             self.c2s.resumable_remove(&id);
         }
         if let End::Shutdown = end {
-            self.out
-                .raw(&StreamError::new(Sec::SystemShutdown).to_bytes());
+            self.out.error(&StreamError::new(Sec::SystemShutdown));
         }
         if let (Some(mut io), false) = (self.io.take(), matches!(end, End::Io(_))) {
-            self.out.raw(STREAM_CLOSE.as_bytes());
-            let mut bytes = std::mem::take(&mut self.out.buf);
-            let _ = tokio::time::timeout(std::time::Duration::from_secs(5), async {
-                let _ = write_out(&mut io.wr, &mut bytes).await;
-                let _ = io.wr.shutdown().await;
-            })
-            .await;
+            let bytes = &self.out.buf;
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(5), io.close(bytes)).await;
         }
         let jid = self.handle.jid().clone();
         match &end {
@@ -500,7 +462,7 @@ impl Session {
 }
 
 /// XEP-0198 §4: the stream error for an acknowledgement of more than was sent.
-fn count_too_high(h: u32, sent: u32) -> Vec<u8> {
+fn count_too_high(h: u32, sent: u32) -> Element {
     let mut err = StreamError::with_text(
         Sec::UndefinedCondition,
         "acknowledged more stanzas than were sent",
@@ -512,5 +474,5 @@ fn count_too_high(h: u32, sent: u32) -> Vec<u8> {
             .a("send-count", sent.to_string())
             .build(),
     );
-    tern_stream::to_bytes(&err, NS_CLIENT)
+    err
 }

@@ -54,6 +54,8 @@ pub struct Config {
     pub external_services: Vec<tern_extdisco::ExternalService>,
     /// PubSub service, PEP and private storage (XEP-0060, XEP-0163, XEP-0049).
     pub pubsub: tern_pubsub::PubSubConfig,
+    /// HTTP listeners: WebSocket, BOSH, host-meta (tern-http).
+    pub http: tern_http::HttpConfig,
 }
 
 /// `[upload]`: XEP-0363 HTTP File Upload, served by the HTTP listener.
@@ -64,8 +66,9 @@ pub struct UploadSection {
     pub enabled: bool,
     /// The service's JID per host; `{host}` is replaced by the host's domain.
     pub domain: String,
-    /// URL prefix of Tern's HTTPS listener as clients reach it, per host (`{host}` replaced);
-    /// behind a reverse proxy, its public URL.
+    /// URL prefix of Tern's HTTPS listener as clients reach it, per host (`{host}` is the
+    /// host's domain, `{https_port}` the first HTTPS listener's port); behind a reverse proxy,
+    /// its public URL.
     pub base_url: String,
     /// Directory of the files (relative to `server.data_dir`).
     pub path: PathBuf,
@@ -90,7 +93,7 @@ impl Default for UploadSection {
         UploadSection {
             enabled: true,
             domain: "upload.{host}".into(),
-            base_url: "https://{host}:5281".into(),
+            base_url: "https://{host}:{https_port}".into(),
             path: PathBuf::from("upload"),
             max_file_size: 100 * 1024 * 1024,
             quota_per_user: 1024 * 1024 * 1024,
@@ -524,6 +527,7 @@ impl Config {
             "full" | "normal" => {}
             s => bail!("storage.synchronous = {s:?}: expected \"full\" or \"normal\""),
         }
+        self.http.validate().map_err(anyhow::Error::msg)?;
         Ok(())
     }
 
@@ -656,6 +660,29 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("unknown_key"), "{e}");
+    }
+
+    #[test]
+    fn http_section() {
+        let c = Config::parse("").unwrap();
+        assert_eq!(c.http.listen, vec!["127.0.0.1:5280".to_string()]);
+        assert_eq!(c.http.listen_tls, vec!["[::]:5281".to_string()]);
+        let e = Config::parse("[http]\nlisten = [\"5280\"]\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("http.listen") && e.contains("5280"), "{e}");
+        let e = Config::parse("[http]\nallowed_origins = [\"chat.example\"]\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("http.allowed_origins"), "{e}");
+        let e = Config::parse("[http]\nbosh_inactivity_secs = 1\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("http.bosh_inactivity_secs"), "{e}");
+        let e = Config::parse("[http]\nplain_is_secure = \"sometimes\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("plain_is_secure"), "{e}");
     }
 
     #[test]

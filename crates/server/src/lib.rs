@@ -19,6 +19,7 @@ use tern_router::{LocalRegistry, Router};
 use tern_storage::Storage;
 
 pub mod config;
+mod services;
 pub mod tls;
 pub mod users;
 
@@ -34,6 +35,10 @@ pub const CORE_SPECS: &[tern_router::Spec] = &[
     tern_router::Spec::xep(352, "1.0.0"),
     tern_router::Spec::xep(368, "1.1.0"),
     tern_router::Spec::xep(440, "1.0.0"),
+    // crates/http: BOSH, XMPP over BOSH, connection discovery via host-meta.
+    tern_router::Spec::xep(124, "1.11.2"),
+    tern_router::Spec::xep(206, "1.4"),
+    tern_router::Spec::xep(156, "1.4.0"),
     // Routed between full JIDs, proven by the conformance suite: in-band bytestreams.
     tern_router::Spec::xep(47, "2.0.1"),
 ];
@@ -46,6 +51,8 @@ pub struct Running {
     pub tls_addrs: Vec<SocketAddr>,
     /// Bound SOCKS5 proxy listener (XEP-0065), if enabled.
     pub proxy65_addr: Option<SocketAddr>,
+    /// Bound HTTP listeners (plain and HTTPS): WebSocket, BOSH, host-meta.
+    pub http: tern_http::Bound,
     /// The router, for in-process tests and metrics.
     pub router: Arc<Router>,
     shutdown: watch::Sender<bool>,
@@ -110,7 +117,8 @@ pub async fn start(config: &Config) -> Result<Running> {
         builder = builder.host(&h.domain);
     }
     let mut tasks = JoinSet::new();
-    let (mut builder, proxy65_addr) = proxy65(config, &hosts, builder, &mut tasks).await?;
+    let (builder, proxy65_addr) = services::proxy65(config, &hosts, builder, &mut tasks).await?;
+    let (mut builder, upload) = services::upload(config, &hosts, builder, &mut tasks)?;
     let (pep, private) = tern_pubsub::modules(&config.pubsub);
     if config.pubsub.service {
         let cfg = Arc::new(config.pubsub.clone());
@@ -191,57 +199,29 @@ pub async fn start(config: &Config) -> Result<Running> {
             tasks.spawn(c2s.clone().serve(l, kind));
         }
     }
+    // Other crates add their HTTP routes here with `.mount(router)` (docs/hooks.md).
+    let mut http = tern_http::Http::new(config.http.clone(), c2s.clone());
+    if let Some(u) = &upload {
+        http = http.mount(u.routes.clone());
+    }
+    let http = http.start(&mut tasks).await?;
+    if let (Some(u), Some(a)) = (&upload, http.tls.first()) {
+        u.https_port.set(a.port()).ok();
+    }
     info!(hosts = ?hosts.iter().map(|h| h.domain.as_str()).collect::<Vec<_>>(), c2s = ?c2s_addrs, direct_tls = ?tls_addrs, "tern is running");
     Ok(Running {
         c2s_addrs,
         tls_addrs,
         proxy65_addr,
+        http,
         router,
         shutdown: shutdown_tx,
         tasks,
     })
 }
 
-/// Binds the XEP-0065 proxy's SOCKS5 listener and attaches its service to every host.
-async fn proxy65(
-    config: &Config,
-    hosts: &[config::HostSection],
-    mut builder: tern_router::RouterBuilder,
-    tasks: &mut JoinSet<()>,
-) -> Result<(tern_router::RouterBuilder, Option<SocketAddr>)> {
-    use tern_file_transfer::proxy65::{serve, Pending, Proxy65, ProxyConfig};
-    let c = &config.proxy65;
-    if !c.enabled {
-        return Ok((builder, None));
-    }
-    let listener = bind(&c.listen).await.context("proxy65.listen")?;
-    let addr = listener.local_addr()?;
-    let pending = Arc::new(Pending::default());
-    let mut base = ProxyConfig {
-        advertised_host: String::new(),
-        advertised_port: c.advertised_port.unwrap_or(addr.port()),
-        max_connections: c.max_connections,
-        unpaired_timeout: std::time::Duration::from_secs(c.unpaired_timeout_secs),
-        max_bytes_per_second: c.max_bytes_per_second,
-    };
-    for h in hosts {
-        let domain = c.domain.replace("{host}", &h.domain);
-        base.advertised_host = c
-            .advertised_host
-            .clone()
-            .unwrap_or_else(|| h.domain.clone());
-        info!(service = %domain, advertised = %format!("{}:{}", base.advertised_host, base.advertised_port), "SOCKS5 bytestreams proxy");
-        builder = builder.service(
-            &domain,
-            Arc::new(Proxy65::new(base.clone(), pending.clone())),
-        );
-    }
-    tasks.spawn(serve(listener, base, pending));
-    Ok((builder, Some(addr)))
-}
-
 /// Binds a listener; an IPv6 wildcard falls back to the IPv4 one on hosts without IPv6.
-async fn bind(addr: &str) -> Result<TcpListener> {
+pub(crate) async fn bind(addr: &str) -> Result<TcpListener> {
     let sa: SocketAddr = addr
         .parse()
         .with_context(|| format!("listen address {addr:?}"))?;

@@ -65,7 +65,15 @@ pub fn stream_header(
 /// as U+FFFD rather than producing a document the peer must reject. Names are written as
 /// stored: minidom does not validate element names, so callers must not invent invalid ones.
 pub fn write_element(el: &Element, stream_default_ns: &str, out: &mut Vec<u8>) {
-    write_node(el, stream_default_ns, out);
+    write_node(el, stream_default_ns, true, out);
+}
+
+/// Serializes a top-level element as a standalone document fragment: every namespace it uses
+/// is declared on it, `xmlns:stream` included when it is a `stream:` element. This is the
+/// framing of transports without an enclosing `<stream:stream>`: RFC 7395 §3.3.3 (each
+/// WebSocket message) and XEP-0206 §2 (children of a BOSH `<body/>`).
+pub fn write_standalone(el: &Element, out: &mut Vec<u8>) {
+    write_node(el, "", false, out);
 }
 
 /// [`write_element`] into a new buffer.
@@ -75,13 +83,19 @@ pub fn to_bytes(el: &Element, stream_default_ns: &str) -> Vec<u8> {
     out
 }
 
-fn write_node(el: &Element, inherited_ns: &str, out: &mut Vec<u8>) {
+fn write_node(el: &Element, inherited_ns: &str, stream_declared: bool, out: &mut Vec<u8>) {
     let ns = el.ns();
     let in_streams = ns == NS_STREAMS;
     // A `stream:`-prefixed element leaves the default namespace of its children unchanged.
     let child_ns: &str = if in_streams { inherited_ns } else { &ns };
     out.push(b'<');
     write_qname(el, in_streams, out);
+    if in_streams && !stream_declared {
+        out.extend_from_slice(b" xmlns:stream='");
+        out.extend_from_slice(NS_STREAMS.as_bytes());
+        out.push(b'\'');
+    }
+    let stream_declared = stream_declared || in_streams;
     if !in_streams && ns != inherited_ns {
         out.extend_from_slice(b" xmlns='");
         escape(&ns, true, out);
@@ -95,7 +109,7 @@ fn write_node(el: &Element, inherited_ns: &str, out: &mut Vec<u8>) {
     out.push(b'>');
     for node in el.nodes() {
         match node {
-            Node::Element(child) => write_node(child, child_ns, out),
+            Node::Element(child) => write_node(child, child_ns, stream_declared, out),
             Node::Text(text) => escape(text, false, out),
         }
     }
@@ -208,6 +222,30 @@ mod tests {
         );
         assert_eq!(esc("x\u{0}y\u{FFFF}", false), "x\u{FFFD}y\u{FFFD}");
         assert_eq!(esc("plain ünïcode", false), "plain ünïcode");
+    }
+
+    #[test]
+    fn standalone_declares_every_namespace() {
+        let features: Element = "<features xmlns='http://etherx.jabber.org/streams'>\
+            <bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/></features>"
+            .parse()
+            .unwrap();
+        let mut out = Vec::new();
+        write_standalone(&features, &mut out);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "<stream:features xmlns:stream='http://etherx.jabber.org/streams'>\
+             <bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/></stream:features>"
+        );
+        let msg: Element = "<message xmlns='jabber:client' to='a@b'><body>hi</body></message>"
+            .parse()
+            .unwrap();
+        let mut out = Vec::new();
+        write_standalone(&msg, &mut out);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "<message xmlns='jabber:client' to='a@b'><body>hi</body></message>"
+        );
     }
 
     #[test]

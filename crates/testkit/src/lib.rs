@@ -30,6 +30,10 @@ pub struct TestServer {
     pub c2s: SocketAddr,
     /// The direct-TLS port address.
     pub tls: SocketAddr,
+    /// The plain-HTTP port address (WebSocket, BOSH, host-meta).
+    pub http: SocketAddr,
+    /// The HTTPS port address.
+    pub https: SocketAddr,
     config: Config,
 }
 
@@ -45,6 +49,7 @@ impl TestServer {
             "[server]\ndata_dir = {dir:?}\nregistration = \"open\"\nregistration_per_ip_per_hour = 0\n[storage]\nbackend = \"memory\"\n\
              [c2s]\nlisten = [\"127.0.0.1:0\"]\nlisten_tls = [\"127.0.0.1:0\"]\n\
              [proxy65]\nlisten = \"127.0.0.1:0\"\nadvertised_host = \"127.0.0.1\"\n\
+             [http]\nlisten = [\"127.0.0.1:0\"]\nlisten_tls = [\"127.0.0.1:0\"]\n\
              [[host]]\ndomain = \"localhost\"\ncertificate = {:?}\nkey = {:?}\n",
             dir.join("localhost.crt"),
             dir.join("localhost.key"),
@@ -53,12 +58,16 @@ impl TestServer {
         let running = tern_server::start(&config).await?;
         let c2s = running.c2s_addrs[0];
         let tls = running.tls_addrs[0];
+        let http = running.http.plain[0];
+        let https = running.http.tls[0];
         Ok(TestServer {
             running: Some(running),
             dir,
             domain,
             c2s,
             tls,
+            http,
+            https,
             config,
         })
     }
@@ -94,6 +103,8 @@ impl TestServer {
         let running = tern_server::start(&self.config).await?;
         self.c2s = running.c2s_addrs[0];
         self.tls = running.tls_addrs[0];
+        self.http = running.http.plain[0];
+        self.https = running.http.tls[0];
         self.running = Some(running);
         Ok(())
     }

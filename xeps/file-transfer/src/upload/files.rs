@@ -152,12 +152,12 @@ impl Files {
         S: Stream<Item = Result<Bytes, E>> + Unpin,
         E: std::fmt::Display,
     {
-        self.check_quota(&claim.owner, claim.size)
-            .map_err(PutError::Quota)?;
         let dir = self.root.join(&claim.slot);
         if dir.join("meta.json").exists() {
             return Err(PutError::Conflict);
         }
+        self.check_quota(&claim.owner, claim.size)
+            .map_err(PutError::Quota)?;
         tokio::fs::create_dir_all(&dir).await?;
         let part = dir.join("data.part");
         let mut file = match tokio::fs::OpenOptions::new()

@@ -1,7 +1,7 @@
 //! The XMPP side of XEP-0363 on `upload.<host>`: discovery with the size limit (§3, as a
 //! XEP-0128 form) and slot requests (§4) with their errors (§4.3: file too large, quota).
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use async_trait::async_trait;
 use minidom::Element;
@@ -26,18 +26,31 @@ const MAX_NAME: usize = 255;
 pub struct UploadService {
     files: Arc<Files>,
     secret: Arc<Vec<u8>>,
-    /// URL prefix clients use to reach Tern's HTTPS listener, e.g. `https://example.org:5281`.
+    /// URL prefix clients use to reach Tern's HTTPS listener, e.g. `https://example.org:5281`;
+    /// `{https_port}` in it stands for the listener's port, known once it is bound.
     base_url: String,
+    https_port: Arc<OnceLock<u16>>,
 }
 
 impl UploadService {
     /// A service storing into `files`, signing with `secret`, with URLs under `base_url`.
-    pub fn new(files: Arc<Files>, secret: Arc<Vec<u8>>, base_url: &str) -> Self {
+    pub fn new(
+        files: Arc<Files>,
+        secret: Arc<Vec<u8>>,
+        base_url: &str,
+        https_port: Arc<OnceLock<u16>>,
+    ) -> Self {
         UploadService {
             files,
             secret,
             base_url: base_url.trim_end_matches('/').to_owned(),
+            https_port,
         }
+    }
+
+    fn base(&self) -> String {
+        let port = self.https_port.get().copied().unwrap_or(5281);
+        self.base_url.replace("{https_port}", &port.to_string())
     }
 
     fn info(&self) -> Element {
@@ -149,7 +162,7 @@ impl UploadService {
         };
         let get = format!(
             "{}{PREFIX}/{}/{}",
-            self.base_url,
+            self.base(),
             claim.slot,
             encode_segment(&claim.filename)
         );
