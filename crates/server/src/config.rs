@@ -41,6 +41,12 @@ pub struct Config {
     pub storage: StorageSection,
     /// Message archive (XEP-0313).
     pub mam: MamSection,
+    /// Federation with other servers.
+    pub s2s: tern_s2s::S2sSection,
+    /// External components (XEP-0114), one table each.
+    pub component: Vec<tern_component::ComponentEntry>,
+    /// Where external components connect.
+    pub component_listener: tern_component::ListenerSection,
 }
 
 /// `[server]`
@@ -313,6 +319,8 @@ impl Config {
             "full" | "normal" => {}
             s => bail!("storage.synchronous = {s:?}: expected \"full\" or \"normal\""),
         }
+        self.s2s.validate()?;
+        tern_component::validate(&self.component, &self.component_listener)?;
         Ok(())
     }
 
