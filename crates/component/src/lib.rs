@@ -229,8 +229,8 @@ impl Components {
         let id = random_id();
         // XEP-0114 streams carry no version: a `version='1.0'` would announce stream features.
         let h = stream_header(NS_COMPONENT, Some(&domain), None, &id, None).replacen(
-            " version='1.0'",
-            "",
+            " version='1.0'>",
+            ">",
             1,
         );
         conn.header_sent = true;
@@ -505,8 +505,8 @@ impl Conn {
         let mut out = Vec::new();
         if !self.header_sent {
             let h = stream_header(NS_COMPONENT, None, None, &random_id(), None).replacen(
-                " version='1.0'",
-                "",
+                " version='1.0'>",
+                ">",
                 1,
             );
             out.extend_from_slice(h.as_bytes());

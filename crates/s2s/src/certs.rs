@@ -336,14 +336,22 @@ mod tests {
         let (issuer, pem) = ca();
         let t = trust_for(&pem);
         let exact = leaf(&issuer, &["example.net"]);
-        assert!(t.verify(std::slice::from_ref(&exact), "example.net").is_ok());
-        assert!(t.verify(std::slice::from_ref(&exact), "EXAMPLE.net").is_ok());
+        assert!(t
+            .verify(std::slice::from_ref(&exact), "example.net")
+            .is_ok());
+        assert!(t
+            .verify(std::slice::from_ref(&exact), "EXAMPLE.net")
+            .is_ok());
         let e = t.verify(&[exact], "other.example.net").unwrap_err();
         assert!(e.contains("name mismatch"), "{e}");
 
         let wild = leaf(&issuer, &["*.example.net"]);
-        assert!(t.verify(std::slice::from_ref(&wild), "chat.example.net").is_ok());
-        assert!(t.verify(std::slice::from_ref(&wild), "example.net").is_err());
+        assert!(t
+            .verify(std::slice::from_ref(&wild), "chat.example.net")
+            .is_ok());
+        assert!(t
+            .verify(std::slice::from_ref(&wild), "example.net")
+            .is_err());
         assert!(t.verify(&[wild], "a.b.example.net").is_err());
     }
 

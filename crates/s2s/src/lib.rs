@@ -92,7 +92,8 @@ impl S2s {
     ) -> Result<Arc<S2s>, TrustError> {
         let trust = Trust::new(config.system_roots, &config.ca_files)?;
         let server_tls = trust.server_config(certs.resolver.clone());
-        let resolver = resolve::Resolver::new(config.routes.clone(), config.connect_timeout());
+        // DNS gets a share of the connect timeout, so a slow resolver is reported as such.
+        let resolver = resolve::Resolver::new(config.routes.clone(), config.connect_timeout() / 4);
         let limits = Limits {
             max_stanza_bytes: config.max_stanza_bytes,
             ..Limits::default()
