@@ -87,6 +87,18 @@ if [ -f "$HERE/rust/Cargo.toml" ]; then
         failed+=("rust")
     fi
 fi
+
+# ---------------------------------------------------------------------------------------------
+# Federation suite: Tern with Prosody and ejabberd (installs them; needs root, as CI has).
+if [ -x "$HERE/federation/run.sh" ]; then
+    step "federation suite"
+    if VENV="$VENV" bash "$HERE/federation/run.sh"; then
+        echo "federation suite: passed"
+    else
+        echo "federation suite: FAILED"
+        failed+=("federation")
+    fi
+fi
 # (further suites, e.g. conformance/js, go here, guarded the same way)
 
 # ---------------------------------------------------------------------------------------------
