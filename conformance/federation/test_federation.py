@@ -43,8 +43,8 @@ def known_gaps(request, servers, peer: str) -> None:
             strict=False,
             reason="not yet diagnosed: ejabberd 23.01 receives Tern's <db:result/> (its log shows "
                    "the dialback hook running) but never opens the verification connection back "
-                   "to tern.test, so Tern's outgoing stream times out; the other direction and "
-                   "dialback with Prosody work"))
+                   "to tern.test, so Tern's outgoing stream times out (dialback with Prosody "
+                   "works in both directions)"))
 
 
 async def close(*clients):
