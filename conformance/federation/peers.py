@@ -241,7 +241,7 @@ class Ejabberd(Server):
         (self.base / "ejabberd.yml").write_text(f"""
 hosts:
   - ejabberd.test
-loglevel: debug
+loglevel: info
 certfiles:
   - {pem}
 {ca}

@@ -36,24 +36,12 @@ def auth_method(servers) -> str:
     return "SASL EXTERNAL" if servers["scenario"] == "external" else "dialback"
 
 
-def known_gaps(request, servers, peer: str) -> None:
-    """Expected failures, each with its reason (DESIGN.md §7.8)."""
-    if servers["scenario"] == "dialback" and peer == "ejabberd.test":
-        request.node.add_marker(pytest.mark.xfail(
-            strict=False,
-            reason="not yet diagnosed: ejabberd 23.01 receives Tern's <db:result/> (its log shows "
-                   "the dialback hook running) but never opens the verification connection back "
-                   "to tern.test, so Tern's outgoing stream times out (dialback with Prosody "
-                   "works in both directions)"))
-
-
 async def close(*clients):
     await asyncio.gather(*(c.close(wait=1.0) for c in clients), return_exceptions=True)
 
 
 @pytest.mark.parametrize("peer", PEERS)
-def test_message_both_ways(request, servers, peer):
-    known_gaps(request, servers, peer)
+def test_message_both_ways(servers, peer):
     async def go():
         ours = await client(servers, "alice@tern.test").start_session()
         theirs = await client(servers, f"alice@{peer}").start_session()
@@ -76,8 +64,7 @@ def test_message_both_ways(request, servers, peer):
 
 
 @pytest.mark.parametrize("peer", PEERS)
-def test_presence_subscription_across_domains(request, servers, peer):
-    known_gaps(request, servers, peer)
+def test_presence_subscription_across_domains(servers, peer):
     async def go():
         ours = await client(servers, "bob@tern.test").start_session()
         theirs = await client(servers, f"bob@{peer}").start_session()

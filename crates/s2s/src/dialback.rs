@@ -104,9 +104,11 @@ pub fn verify_answer(from: &str, to: &str, id: &str, valid: bool) -> Element {
 }
 
 /// A dialback error reply (XEP-0220 §2.4) with a stanza error condition, e.g.
-/// `item-not-found` for a domain we do not serve or `remote-server-not-found`.
+/// `item-not-found` for a domain we do not serve or `remote-server-not-found`. The `<error/>`
+/// is in the stream's content namespace (unprefixed in the XEP's examples), written here as
+/// `jabber:client` like every stanza child inside Tern.
 pub fn error_answer(name: &str, from: &str, to: &str, condition: &str, text: &str) -> Element {
-    let error = Element::builder("error", NS_DB)
+    let error = Element::builder("error", "jabber:client")
         .a("type", "cancel")
         .append(Element::bare(condition, NS_STANZAS))
         .append(Element::builder("text", NS_STANZAS).append(text).build())

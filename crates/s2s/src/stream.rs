@@ -20,6 +20,7 @@ use tern_stream::{
     StreamReader, NS_CLIENT, NS_SERVER, STREAM_CLOSE,
 };
 
+use crate::dialback::NS_DB;
 use crate::error::S2sError;
 
 /// Plain TCP before STARTTLS, TLS after it (as initiator or as receiver).
@@ -272,8 +273,63 @@ impl XmlStream {
 
 /// Serializes an element for a `jabber:server` stream.
 pub(crate) fn encode(el: &Element, out: &mut Vec<u8>) {
+    if el.ns() == NS_DB {
+        return encode_dialback(el, out);
+    }
     let el = renamespace(el, NS_CLIENT, NS_SERVER);
     write_element(&el, NS_SERVER, out);
+}
+
+/// Dialback elements are written with the `db:` prefix our stream header declares: some
+/// servers (ejabberd) match them by their prefixed name and silently ignore
+/// `<result xmlns='jabber:server:dialback'/>`, although it means the same.
+fn encode_dialback(el: &Element, out: &mut Vec<u8>) {
+    out.extend_from_slice(b"<db:");
+    out.extend_from_slice(el.name().as_bytes());
+    for ((ns, name), value) in el.attrs().iter() {
+        if ns.is_some() {
+            continue;
+        }
+        out.push(b' ');
+        out.extend_from_slice(name.as_bytes());
+        out.extend_from_slice(b"='");
+        escape(value, out);
+        out.push(b'\'');
+    }
+    if el.nodes().next().is_none() {
+        out.extend_from_slice(b"/>");
+        return;
+    }
+    out.push(b'>');
+    for node in el.nodes() {
+        match node {
+            minidom::Node::Element(child) => {
+                let child = renamespace(child, NS_CLIENT, NS_SERVER);
+                write_element(&child, NS_SERVER, out);
+            }
+            minidom::Node::Text(t) => escape(t, out),
+        }
+    }
+    out.extend_from_slice(b"</db:");
+    out.extend_from_slice(el.name().as_bytes());
+    out.push(b'>');
+}
+
+/// Escapes text or a single-quoted attribute value.
+fn escape(s: &str, out: &mut Vec<u8>) {
+    for c in s.chars() {
+        match c {
+            '&' => out.extend_from_slice(b"&amp;"),
+            '<' => out.extend_from_slice(b"&lt;"),
+            '>' => out.extend_from_slice(b"&gt;"),
+            '\'' => out.extend_from_slice(b"&apos;"),
+            '"' => out.extend_from_slice(b"&quot;"),
+            c => {
+                let mut b = [0u8; 4];
+                out.extend_from_slice(c.encode_utf8(&mut b).as_bytes());
+            }
+        }
+    }
 }
 
 /// TLS as initiator, with SNI set to the peer's domain.
@@ -322,5 +378,41 @@ impl XmlStream {
     /// The transport and the parser, for a loop that reads and writes independently.
     pub(crate) fn into_parts(self) -> (Transport, StreamReader) {
         (self.io, self.reader)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dialback_elements_use_the_db_prefix() {
+        let mut out = Vec::new();
+        encode(
+            &crate::dialback::result_request("a.example", "b'.example", "k&1"),
+            &mut out,
+        );
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "<db:result from='a.example' to='b&apos;.example'>k&amp;1</db:result>"
+        );
+        let mut out = Vec::new();
+        let e = crate::dialback::error_answer("result", "a", "b", "item-not-found", "no");
+        encode(&e, &mut out);
+        let s = String::from_utf8(out).unwrap();
+        assert!(
+            s.starts_with("<db:result ") && s.ends_with("</db:result>"),
+            "{s}"
+        );
+        assert!(s.contains("<error type='cancel'><item-not-found xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/>"), "{s}");
+        let mut out = Vec::new();
+        let m: Element = "<message xmlns='jabber:client' to='x@b'><body>hi</body></message>"
+            .parse()
+            .unwrap();
+        encode(&m, &mut out);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "<message to='x@b'><body>hi</body></message>"
+        );
     }
 }
