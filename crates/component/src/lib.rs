@@ -14,13 +14,11 @@
 //! [`ListenerSection`]).
 
 use std::collections::{HashMap, HashSet};
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use minidom::Element;
-use serde::Deserialize;
 use sha1::{Digest, Sha1};
 use subtle::ConstantTimeEq;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -38,85 +36,11 @@ use tern_stream::{
 /// The content namespace of component streams (XEP-0114 §3).
 pub const NS_COMPONENT: &str = "jabber:component:accept";
 
-/// `[[component]]`: one external component.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ComponentEntry {
-    /// The component's domain, e.g. `gateway.example.org`.
-    pub domain: String,
-    /// The shared secret of the handshake.
-    pub secret: String,
-}
+mod config;
+mod conn;
 
-/// `[component_listener]`: where components connect, and their limits.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct ListenerSection {
-    /// Listen addresses (plain TCP: keep them on loopback or a private network).
-    pub listen: Vec<String>,
-    /// Seconds a new connection has to complete its handshake.
-    pub handshake_timeout_secs: u64,
-    /// Stanzas queued for one component before further ones bounce.
-    pub queue_size: usize,
-    /// Largest stanza accepted from a component, in bytes.
-    pub max_stanza_bytes: usize,
-}
-
-impl Default for ListenerSection {
-    fn default() -> Self {
-        ListenerSection {
-            listen: vec!["127.0.0.1:5347".into()],
-            handshake_timeout_secs: 10,
-            queue_size: 1024,
-            max_stanza_bytes: 262_144,
-        }
-    }
-}
-
-/// A configuration value out of range.
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct ConfigError(String);
-
-/// Checks the component settings; errors name the key, the value and what was expected.
-pub fn validate(entries: &[ComponentEntry], l: &ListenerSection) -> Result<(), ConfigError> {
-    let mut seen = HashSet::new();
-    for (i, c) in entries.iter().enumerate() {
-        let bad_domain = jid::BareJid::new(&c.domain)
-            .map(|j| j.node().is_some())
-            .unwrap_or(true);
-        if bad_domain {
-            return Err(ConfigError(format!(
-                "component[{i}].domain = {:?}: expected a domain name such as \"gateway.example.org\"",
-                c.domain
-            )));
-        }
-        if c.secret.is_empty() {
-            return Err(ConfigError(format!(
-                "component[{i}].secret = \"\": expected a non-empty shared secret"
-            )));
-        }
-        if !seen.insert(c.domain.to_ascii_lowercase()) {
-            return Err(ConfigError(format!(
-                "component[{i}].domain = {:?}: expected each component domain once",
-                c.domain
-            )));
-        }
-    }
-    for a in &l.listen {
-        if a.parse::<SocketAddr>().is_err() {
-            return Err(ConfigError(format!(
-                "component_listener.listen = {a:?}: expected an address with port, such as \"127.0.0.1:5347\""
-            )));
-        }
-    }
-    if l.queue_size == 0 || l.handshake_timeout_secs == 0 || l.max_stanza_bytes < 10_000 {
-        return Err(ConfigError(
-            "component_listener: expected queue_size >= 1, handshake_timeout_secs >= 1 and max_stanza_bytes >= 10000".into(),
-        ));
-    }
-    Ok(())
-}
+pub use config::{validate, ComponentEntry, ConfigError, ListenerSection};
+use conn::Conn;
 
 /// The component listener and the configured components.
 pub struct Components {
@@ -464,67 +388,7 @@ impl Service for Connected {
     }
 }
 
-/// The connection during the handshake.
-struct Conn {
-    tcp: TcpStream,
-    reader: StreamReader,
-    buf: Vec<u8>,
-    header_sent: bool,
-}
-
-impl Conn {
-    async fn read(&mut self, timeout: Duration) -> Result<StreamEvent, String> {
-        loop {
-            match self.reader.next_event() {
-                Ok(Some(ev)) => return Ok(ev),
-                Ok(None) => {}
-                Err(e) => return Err(self.fail(e.condition(), e.detail()).await),
-            }
-            let n = match tokio::time::timeout(timeout, self.tcp.read(&mut self.buf)).await {
-                Err(_) => {
-                    return Err(self
-                        .fail(Sec::ConnectionTimeout, "handshake too slow")
-                        .await)
-                }
-                Ok(Err(e)) => return Err(e.to_string()),
-                Ok(Ok(0)) => return Err("closed before the handshake".into()),
-                Ok(Ok(n)) => n,
-            };
-            if let Err(e) = self.reader.feed(&self.buf[..n]) {
-                return Err(self.fail(e.condition(), e.detail()).await);
-            }
-        }
-    }
-
-    async fn write(&mut self, bytes: &[u8]) -> std::io::Result<()> {
-        self.tcp.write_all(bytes).await
-    }
-
-    /// Sends a stream error (after a header if none was sent) and closes; returns the reason.
-    async fn fail(&mut self, cond: Sec, text: &str) -> String {
-        let mut out = Vec::new();
-        if !self.header_sent {
-            let h = stream_header(NS_COMPONENT, None, None, &random_id(), None).replacen(
-                " version='1.0'>",
-                ">",
-                1,
-            );
-            out.extend_from_slice(h.as_bytes());
-            self.header_sent = true;
-        }
-        let err = StreamError::with_text(cond, text);
-        out.extend_from_slice(&err.to_bytes());
-        out.extend_from_slice(STREAM_CLOSE.as_bytes());
-        let _ = tokio::time::timeout(Duration::from_secs(5), async {
-            let _ = self.tcp.write_all(&out).await;
-            let _ = self.tcp.shutdown().await;
-        })
-        .await;
-        err.to_string()
-    }
-}
-
-fn random_id() -> String {
+pub(crate) fn random_id() -> String {
     hex::encode(rand::random::<[u8; 12]>())
 }
 
@@ -564,25 +428,5 @@ mod tests {
             addresses(&no_to, "gw.example").unwrap_err().condition,
             Sec::ImproperAddressing
         );
-    }
-
-    #[test]
-    fn config_errors_name_the_key() {
-        let entries = vec![ComponentEntry {
-            domain: "a@b".into(),
-            secret: "x".into(),
-        }];
-        let e = validate(&entries, &ListenerSection::default())
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("component[0].domain"), "{e}");
-        let l = ListenerSection {
-            listen: vec!["5347".into()],
-            ..Default::default()
-        };
-        assert!(validate(&[], &l)
-            .unwrap_err()
-            .to_string()
-            .contains("component_listener.listen"));
     }
 }

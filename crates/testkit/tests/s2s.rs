@@ -273,3 +273,28 @@ async fn presence_subscription_completes_across_domains() {
         .unwrap();
     assert_eq!(p.attr("type"), None);
 }
+
+#[tokio::test]
+async fn idle_streams_close_and_reopen_on_demand() {
+    let (a, b) = start_federated("a.test", "b.test", true, |_, c| c.s2s.idle_timeout_secs = 1)
+        .await
+        .unwrap();
+    let (mut alice, mut bob) = users(&a, &b).await;
+    let s2s = a.running.as_ref().unwrap().s2s.clone().unwrap();
+    for (id, wait) in [("i1", true), ("i2", false)] {
+        alice
+            .send_str(&format!(
+                "<message to='bob@b.test/r' type='chat' id='{id}'><body>{id}</body></message>"
+            ))
+            .await
+            .unwrap();
+        bob.expect("message", |e| e.attr("id") == Some(id))
+            .await
+            .unwrap();
+        assert_eq!(s2s.connected().len(), 1);
+        if wait {
+            tokio::time::sleep(Duration::from_millis(2500)).await;
+            assert!(s2s.connected().is_empty(), "idle stream still open");
+        }
+    }
+}
