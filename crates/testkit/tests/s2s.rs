@@ -298,3 +298,31 @@ async fn idle_streams_close_and_reopen_on_demand() {
         }
     }
 }
+
+#[tokio::test]
+async fn peer_refusing_our_authentication_is_named_in_the_bounce() {
+    // a.test trusts b.test's certificate; b.test trusts only its own CA and requires verified
+    // certificates, so it offers a.test no SASL EXTERNAL and refuses its dialback.
+    let (a, b) = start_federated("a.test", "b.test", true, |me, c| {
+        if me == "b.test" {
+            c.s2s.ca_files = vec![c.server.data_dir.join("ca.crt")];
+        }
+    })
+    .await
+    .unwrap();
+    let (mut alice, _bob) = users(&a, &b).await;
+    alice
+        .send_str("<message to='bob@b.test/r' type='chat' id='r1'><body>hi</body></message>")
+        .await
+        .unwrap();
+    let e = alice
+        .expect("bounce", |e| e.attr("id") == Some("r1"))
+        .await
+        .unwrap();
+    let (cond, text) = error_condition(&e).expect("an error condition");
+    assert_eq!(cond, "remote-server-not-found");
+    assert!(
+        text.contains("authentication refused by peer") && text.contains("not-authorized"),
+        "{text}"
+    );
+}
