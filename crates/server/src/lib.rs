@@ -162,7 +162,7 @@ pub async fn start(config: &Config) -> Result<Running> {
     }
     let (s2s_addrs, component_addrs) =
         start_s2s_and_components(config, &router, s2s.as_ref(), &shutdown_rx, &mut tasks).await?;
-    info!(hosts = ?hosts.iter().map(|h| h.domain.as_str()).collect::<Vec<_>>(), c2s = ?c2s_addrs, direct_tls = ?tls_addrs, "tern is running");
+    info!(hosts = ?hosts.iter().map(|h| h.domain.as_str()).collect::<Vec<_>>(), c2s = ?c2s_addrs, direct_tls = ?tls_addrs, s2s = ?s2s_addrs, components = ?component_addrs, "tern is running");
     Ok(Running {
         c2s_addrs,
         tls_addrs,
