@@ -64,6 +64,7 @@ pub(crate) async fn run(inner: Arc<Inner>, tcp: TcpStream, peer: SocketAddr, kin
 }
 
 async fn serve(inner: &Inner, mut s: XmlStream, st: &mut State) -> Result<(), S2sError> {
+    let mut shutdown = inner.shutdown.clone();
     loop {
         open_stream(inner, &mut s, st).await?;
         loop {
@@ -73,7 +74,14 @@ async fn serve(inner: &Inner, mut s: XmlStream, st: &mut State) -> Result<(), S2
             } else {
                 inner.config.connect_timeout()
             };
-            let el = match s.read_event(wait).await {
+            let read = tokio::select! {
+                r = s.read_event(wait) => Some(r),
+                _ = shutdown.changed() => None,
+            };
+            let Some(read) = read else {
+                return Err(s.fail(StreamError::new(Sec::SystemShutdown)).await);
+            };
+            let el = match read {
                 Ok(StreamEvent::Element(el)) => el,
                 Ok(_) => {
                     return Err(s

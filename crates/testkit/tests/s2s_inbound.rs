@@ -204,7 +204,7 @@ async fn sasl_external_inbound_and_from_checking() {
 async fn direct_tls_listener_offers_external_at_once() {
     let dir_a = TestServer::prepare("a.test").unwrap();
     let a_ca = dir_a.join("ca.crt");
-    let b = TestServer::start_for("b.test", |c| {
+    let mut b = TestServer::start_for("b.test", |c| {
         c.s2s.ca_files = vec![a_ca];
         c.s2s.listen_tls = vec!["127.0.0.1:0".into()];
     })
@@ -228,6 +228,9 @@ async fn direct_tls_listener_offers_external_at_once() {
         "{f:?}"
     );
     assert!(f.get_child("mechanisms", NS_SASL).is_some(), "{f:?}");
+    // Server shutdown ends incoming streams with <system-shutdown/>.
+    b.running.take().unwrap().shutdown().await;
+    assert_eq!(stream_error(&p.element().await), Some("system-shutdown"));
     let _ = std::fs::remove_dir_all(&dir_a);
 }
 
