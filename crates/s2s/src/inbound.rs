@@ -91,8 +91,15 @@ async fn serve(inner: &Inner, mut s: XmlStream, st: &mut State) -> Result<(), S2
                         ))
                         .await)
                 }
+                // An idle authenticated stream is simply closed (the peer reconnects when it
+                // has something to send); one that never authenticated gets an error.
+                Err(S2sError::Timeout(_)) if authenticated => {
+                    let _ = s.close().await;
+                    debug!(from = ?st.claimed, "closing an idle incoming s2s stream");
+                    return Ok(());
+                }
                 Err(S2sError::Timeout(_)) => {
-                    let text = "idle for too long";
+                    let text = "authentication took too long";
                     return Err(s
                         .fail(StreamError::with_text(Sec::ConnectionTimeout, text))
                         .await);
