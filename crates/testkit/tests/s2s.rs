@@ -326,3 +326,65 @@ async fn peer_refusing_our_authentication_is_named_in_the_bounce() {
         "{text}"
     );
 }
+
+#[tokio::test]
+async fn silent_peer_times_out_and_the_queue_is_bounded() {
+    // Accepts connections (in the kernel backlog) but never says anything.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = silent.local_addr().unwrap();
+    let s = TestServer::start_with(|c| {
+        c.s2s.routes.insert("slow.test".into(), addr.to_string());
+        c.s2s.connect_timeout_secs = 1;
+        c.s2s.connect_retries = 0;
+        c.s2s.queue_size = 1;
+    })
+    .await
+    .unwrap();
+    s.add_user("alice", "pw").await.unwrap();
+    let mut alice = RawClient::login(&s, "alice", "pw", "r").await.unwrap();
+    for id in ["q1", "q2"] {
+        alice
+            .send_str(&format!(
+                "<message to='x@slow.test' type='chat' id='{id}'><body>hi</body></message>"
+            ))
+            .await
+            .unwrap();
+    }
+    // The queue holds one stanza: the second bounces at once.
+    let e = alice
+        .expect("bounce", |e| e.attr("id") == Some("q2"))
+        .await
+        .unwrap();
+    assert_eq!(error_condition(&e).unwrap().0, "resource-constraint");
+    let e = alice
+        .expect("bounce", |e| e.attr("id") == Some("q1"))
+        .await
+        .unwrap();
+    let (cond, text) = error_condition(&e).unwrap();
+    assert_eq!(cond, "remote-server-timeout");
+    assert!(text.contains("timed out"), "{text}");
+    let err = e.get_child("error", "jabber:client").unwrap();
+    assert_eq!(err.attr("type"), Some("wait"));
+    drop(silent);
+}
+
+#[tokio::test]
+async fn federation_disabled_bounces_remote_stanzas() {
+    let s = TestServer::start_with(|c| c.s2s.enabled = false)
+        .await
+        .unwrap();
+    assert!(s.running.as_ref().unwrap().s2s_addrs.is_empty());
+    s.add_user("alice", "pw").await.unwrap();
+    let mut alice = RawClient::login(&s, "alice", "pw", "r").await.unwrap();
+    alice
+        .send_str("<message to='x@elsewhere.test' id='n1'><body>hi</body></message>")
+        .await
+        .unwrap();
+    let e = alice
+        .expect("bounce", |e| e.attr("id") == Some("n1"))
+        .await
+        .unwrap();
+    let (cond, text) = error_condition(&e).unwrap();
+    assert_eq!(cond, "remote-server-not-found");
+    assert!(text.contains("federation is not enabled"), "{text}");
+}
