@@ -33,11 +33,28 @@ pub(crate) struct Opened {
     pub target: String,
 }
 
+/// What an attempt is waiting for, so a timeout can say where it stalled.
+pub(crate) type Stage = std::sync::Mutex<String>;
+
+fn set(stage: &Stage, what: String) {
+    *stage.lock().unwrap_or_else(|e| e.into_inner()) = what;
+}
+
 /// Resolves `remote` and opens an encrypted stream from `local` to it.
-pub(crate) async fn open(inner: &Inner, local: &str, remote: &str) -> Result<Opened, S2sError> {
+pub(crate) async fn open(
+    inner: &Inner,
+    local: &str,
+    remote: &str,
+    stage: &Stage,
+) -> Result<Opened, S2sError> {
+    set(stage, format!("resolving {remote}"));
     let targets = inner.resolver.targets(remote).await?;
     let mut errors: Vec<S2sError> = Vec::new();
     for target in &targets {
+        set(
+            stage,
+            format!("connecting to {}:{}", target.host, target.port),
+        );
         let addrs = match inner.resolver.addresses(target).await {
             Ok(a) => a,
             Err(e) => {
@@ -53,7 +70,13 @@ pub(crate) async fn open(inner: &Inner, local: &str, remote: &str) -> Result<Ope
             }
         };
         debug!(%remote, %addr, direct_tls = target.direct_tls, "connected");
-        return negotiate_tls(inner, tcp, addr, target, local, remote).await;
+        set(
+            stage,
+            format!("waiting for {addr} to open the stream and TLS"),
+        );
+        let opened = negotiate_tls(inner, tcp, addr, target, local, remote).await?;
+        set(stage, format!("authenticating with {addr}"));
+        return Ok(opened);
     }
     // A refused connection says more than a missing record for some other target.
     let pos = errors
@@ -317,7 +340,7 @@ pub(crate) async fn verify_key(
     key: &str,
 ) -> Result<bool, S2sError> {
     let timeout = inner.config.connect_timeout();
-    let mut o = open(inner, local, remote).await?;
+    let mut o = open(inner, local, remote, &Stage::default()).await?;
     o.stream
         .send(&dialback::verify_request(local, remote, id, key))
         .await?;

@@ -19,6 +19,9 @@ pub enum S2sError {
     /// Something took longer than allowed.
     #[error("timed out {0}")]
     Timeout(&'static str),
+    /// A whole connection attempt took longer than allowed; says what it was waiting for.
+    #[error("timed out after s2s.connect_timeout_secs while {0}")]
+    Stalled(String),
     /// The TLS handshake failed.
     #[error("TLS handshake failed: {0}")]
     Tls(String),
@@ -58,14 +61,18 @@ impl S2sError {
     pub fn retryable(&self) -> bool {
         matches!(
             self,
-            S2sError::Connect(_) | S2sError::Timeout(_) | S2sError::Io(_) | S2sError::Closed
+            S2sError::Connect(_)
+                | S2sError::Timeout(_)
+                | S2sError::Stalled(_)
+                | S2sError::Io(_)
+                | S2sError::Closed
         )
     }
 
     /// The bounce for stanzas that could not be delivered because of this.
     pub fn stanza_error(&self, domain: &str) -> StanzaError {
         let condition = match self {
-            S2sError::Timeout(_) => Condition::RemoteServerTimeout,
+            S2sError::Timeout(_) | S2sError::Stalled(_) => Condition::RemoteServerTimeout,
             _ => Condition::RemoteServerNotFound,
         };
         StanzaError::new(condition).with_text(format!("cannot reach {domain}: {self}"))

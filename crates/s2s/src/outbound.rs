@@ -124,13 +124,17 @@ async fn establish(
     let mut delay = Duration::from_secs(inner.config.retry_delay_secs);
     let mut attempt = 0;
     loop {
+        let stage = connect::Stage::default();
         let r = tokio::time::timeout(inner.config.connect_timeout(), async {
-            let mut o = connect::open(inner, local, remote).await?;
+            let mut o = connect::open(inner, local, remote, &stage).await?;
             let m = connect::authenticate(inner, &mut o, local, remote).await?;
             Ok((o, m))
         })
         .await
-        .unwrap_or(Err(S2sError::Timeout("connecting and authenticating")));
+        .unwrap_or_else(|_| {
+            let at = stage.into_inner().unwrap_or_else(|e| e.into_inner());
+            Err(S2sError::Stalled(at))
+        });
         match r {
             Err(e) if e.retryable() && attempt < inner.config.connect_retries => {
                 attempt += 1;

@@ -362,7 +362,11 @@ async fn silent_peer_times_out_and_the_queue_is_bounded() {
         .unwrap();
     let (cond, text) = error_condition(&e).unwrap();
     assert_eq!(cond, "remote-server-timeout");
-    assert!(text.contains("timed out"), "{text}");
+    // The reason says where the attempt stalled.
+    assert!(
+        text.contains("timed out") && text.contains(&format!("waiting for {addr}")),
+        "{text}"
+    );
     let err = e.get_child("error", "jabber:client").unwrap();
     assert_eq!(err.attr("type"), Some("wait"));
     drop(silent);
