@@ -132,6 +132,16 @@ if [ -f "$HERE/js/package.json" ]; then
         failed+=("js")
     fi
 fi
+# Federation suite: Tern with Prosody and ejabberd (installs them; needs root, as CI has).
+if [ -x "$HERE/federation/run.sh" ]; then
+    step "federation suite"
+    if VENV="$VENV" bash "$HERE/federation/run.sh"; then
+        echo "federation suite: passed"
+    else
+        echo "federation suite: FAILED"
+        failed+=("federation")
+    fi
+fi
 
 # ---------------------------------------------------------------------------------------------
 step "done"

@@ -56,6 +56,12 @@ pub struct Config {
     pub pubsub: tern_pubsub::PubSubConfig,
     /// HTTP listeners: WebSocket, BOSH, host-meta (tern-http).
     pub http: tern_http::HttpConfig,
+    /// Federation with other servers.
+    pub s2s: tern_s2s::S2sSection,
+    /// External components (XEP-0114), one table each.
+    pub component: Vec<tern_component::ComponentEntry>,
+    /// Where external components connect.
+    pub component_listener: tern_component::ListenerSection,
 }
 
 /// `[upload]`: XEP-0363 HTTP File Upload, served by the HTTP listener.
@@ -528,6 +534,8 @@ impl Config {
             s => bail!("storage.synchronous = {s:?}: expected \"full\" or \"normal\""),
         }
         self.http.validate().map_err(anyhow::Error::msg)?;
+        self.s2s.validate()?;
+        tern_component::validate(&self.component, &self.component_listener)?;
         Ok(())
     }
 

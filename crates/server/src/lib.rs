@@ -39,6 +39,10 @@ pub const CORE_SPECS: &[tern_router::Spec] = &[
     tern_router::Spec::xep(124, "1.11.2"),
     tern_router::Spec::xep(206, "1.4"),
     tern_router::Spec::xep(156, "1.4.0"),
+    // crates/s2s: SASL EXTERNAL between servers, dialback; crates/component: XEP-0114.
+    tern_router::Spec::xep(178, "1.2"),
+    tern_router::Spec::xep(220, "1.1.1"),
+    tern_router::Spec::xep(114, "1.6"),
     // Routed between full JIDs, proven by the conformance suite: in-band bytestreams.
     tern_router::Spec::xep(47, "2.0.1"),
 ];
@@ -53,6 +57,12 @@ pub struct Running {
     pub proxy65_addr: Option<SocketAddr>,
     /// Bound HTTP listeners (plain and HTTPS): WebSocket, BOSH, host-meta.
     pub http: tern_http::Bound,
+    /// Bound federation listener addresses (STARTTLS, then direct TLS).
+    pub s2s_addrs: Vec<SocketAddr>,
+    /// Bound XEP-0114 component listener addresses.
+    pub component_addrs: Vec<SocketAddr>,
+    /// Federation, when enabled (for tests and status).
+    pub s2s: Option<Arc<tern_s2s::S2s>>,
     /// The router, for in-process tests and metrics.
     pub router: Arc<Router>,
     shutdown: watch::Sender<bool>,
@@ -100,7 +110,8 @@ pub async fn open_storage(config: &Config) -> Result<Storage> {
 pub async fn start(config: &Config) -> Result<Running> {
     let hosts = config.host_list();
     let storage = open_storage(config).await?;
-    let tls = tls::load(&hosts, &config.server.data_dir)?;
+    let (tls, sni) = tls::load_with_resolver(&hosts, &config.server.data_dir)?;
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
 
     let mut policies = std::collections::HashMap::new();
     for h in &hosts {
@@ -130,6 +141,17 @@ pub async fn start(config: &Config) -> Result<Running> {
             );
         }
     }
+    let s2s = if config.s2s.enabled {
+        let certs = tern_s2s::LocalCerts {
+            resolver: sni.clone(),
+            lookup: Arc::new(move |d: &str| sni.key_for(d)),
+        };
+        let s2s = tern_s2s::S2s::new(config.s2s.clone(), certs, shutdown_rx.clone())?;
+        builder = builder.remote(s2s.clone());
+        Some(s2s)
+    } else {
+        None
+    };
     let router = builder
         .module(Arc::new(tern_roster::RosterModule::new(
             tern_roster::RosterConfig {
@@ -181,8 +203,12 @@ pub async fn start(config: &Config) -> Result<Running> {
         )))
         .build();
 
-    let (shutdown_tx, shutdown_rx) = watch::channel(false);
-    let c2s = C2s::new(router.clone(), config.c2s_config()?, Some(tls), shutdown_rx);
+    let c2s = C2s::new(
+        router.clone(),
+        config.c2s_config()?,
+        Some(tls),
+        shutdown_rx.clone(),
+    );
     let mut c2s_addrs = Vec::new();
     let mut tls_addrs = Vec::new();
     for (list, kind, out) in [
@@ -208,16 +234,72 @@ pub async fn start(config: &Config) -> Result<Running> {
     if let (Some(u), Some(a)) = (&upload, http.tls.first()) {
         u.https_port.set(a.port()).ok();
     }
-    info!(hosts = ?hosts.iter().map(|h| h.domain.as_str()).collect::<Vec<_>>(), c2s = ?c2s_addrs, direct_tls = ?tls_addrs, "tern is running");
+    let (s2s_addrs, component_addrs) =
+        start_s2s_and_components(config, &router, s2s.as_ref(), &shutdown_rx, &mut tasks).await?;
+    info!(hosts = ?hosts.iter().map(|h| h.domain.as_str()).collect::<Vec<_>>(), c2s = ?c2s_addrs, direct_tls = ?tls_addrs, s2s = ?s2s_addrs, components = ?component_addrs, http = ?http.plain, https = ?http.tls, "tern is running");
     Ok(Running {
         c2s_addrs,
         tls_addrs,
         proxy65_addr,
         http,
+        s2s_addrs,
+        component_addrs,
+        s2s,
         router,
         shutdown: shutdown_tx,
         tasks,
     })
+}
+
+/// Binds the federation and component listeners. The default federation port may be taken
+/// (another XMPP server on a development machine): that is a warning, and the server runs
+/// without incoming federation; an explicitly configured address that cannot be bound is an
+/// error.
+async fn start_s2s_and_components(
+    config: &Config,
+    router: &Arc<Router>,
+    s2s: Option<&Arc<tern_s2s::S2s>>,
+    shutdown: &watch::Receiver<bool>,
+    tasks: &mut JoinSet<()>,
+) -> Result<(Vec<SocketAddr>, Vec<SocketAddr>)> {
+    let mut s2s_addrs = Vec::new();
+    if let Some(s2s) = s2s {
+        s2s.set_router(router);
+        let default = config.s2s.listen_is_default();
+        for (list, kind) in [
+            (&config.s2s.listen, tern_s2s::ListenerKind::StartTls),
+            (&config.s2s.listen_tls, tern_s2s::ListenerKind::DirectTls),
+        ] {
+            for addr in list {
+                match bind(addr).await {
+                    Ok(l) => {
+                        s2s_addrs.push(l.local_addr()?);
+                        tasks.spawn(s2s.clone().serve(l, kind));
+                    }
+                    Err(e) if default && kind == tern_s2s::ListenerKind::StartTls => warn!(
+                        "cannot listen for federation on {addr} ({e:#}); other servers cannot \
+                         connect to this one (set s2s.listen to choose another address)"
+                    ),
+                    Err(e) => return Err(e.context("s2s.listen")),
+                }
+            }
+        }
+    }
+    let mut component_addrs = Vec::new();
+    if !config.component.is_empty() {
+        let components = tern_component::Components::start(
+            router.clone(),
+            &config.component,
+            config.component_listener.clone(),
+            shutdown.clone(),
+        );
+        for addr in &config.component_listener.listen {
+            let l = bind(addr).await.context("component_listener.listen")?;
+            component_addrs.push(l.local_addr()?);
+            tasks.spawn(components.clone().serve(l));
+        }
+    }
+    Ok((s2s_addrs, component_addrs))
 }
 
 /// Binds a listener; an IPv6 wildcard falls back to the IPv4 one on hosts without IPv6.

@@ -48,6 +48,21 @@ impl SniResolver {
     }
 }
 
+impl SniResolver {
+    /// The certificate and key for one of our domains (the first host's for any other name),
+    /// presented as client certificate on outgoing server connections.
+    pub fn key_for(&self, domain: &str) -> Option<Arc<CertifiedKey>> {
+        let d = domain.to_ascii_lowercase();
+        // A service or component domain uses its parent host's certificate.
+        let parent = d.split_once('.').map(|(_, p)| p);
+        self.certs
+            .get(&d)
+            .or_else(|| parent.and_then(|p| self.certs.get(p)))
+            .or_else(|| self.certs.get(&self.default))
+            .map(|c| c.key.clone())
+    }
+}
+
 impl ResolvesServerCert for SniResolver {
     fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
         self.pick(hello.server_name()).map(|c| c.key.clone())
@@ -72,6 +87,15 @@ pub fn cert_paths(host: &HostSection, data_dir: &Path) -> (PathBuf, PathBuf, boo
 /// Builds the listener TLS settings for all hosts, generating self-signed certificates where
 /// none is configured.
 pub fn load(hosts: &[HostSection], data_dir: &Path) -> Result<TlsSettings> {
+    load_with_resolver(hosts, data_dir).map(|(s, _)| s)
+}
+
+/// [`load`], also returning the per-host certificate resolver (federation presents the same
+/// certificates, as server and as client).
+pub fn load_with_resolver(
+    hosts: &[HostSection],
+    data_dir: &Path,
+) -> Result<(TlsSettings, Arc<SniResolver>)> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut certs = HashMap::new();
     for h in hosts {
@@ -145,10 +169,11 @@ pub fn load(hosts: &[HostSection], data_dir: &Path) -> Result<TlsSettings> {
         .with_no_client_auth()
         .with_cert_resolver(resolver.clone());
     let r = resolver.clone();
-    Ok(TlsSettings {
+    let settings = TlsSettings {
         config: Arc::new(config),
         end_point_hash: Arc::new(move |sni| r.pick(sni).map(|c| c.end_point.clone())),
-    })
+    };
+    Ok((settings, resolver))
 }
 
 /// Writes a self-signed ECDSA P-256 certificate for `domain` (and its subdomains).
@@ -169,9 +194,10 @@ pub fn write_ca_signed(domain: &str, out: &Path) -> Result<()> {
     let ca_key = rcgen::KeyPair::generate()?;
     let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new())?;
     ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    ca_params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, "Tern test CA");
+    ca_params.distinguished_name.push(
+        rcgen::DnType::CommonName,
+        format!("Tern test CA for {domain}"),
+    );
     ca_params.key_usages = vec![
         rcgen::KeyUsagePurpose::KeyCertSign,
         rcgen::KeyUsagePurpose::CrlSign,

@@ -41,18 +41,40 @@ impl TestServer {
     /// Starts a server for `localhost` with open in-band registration; `tweak` may change the
     /// configuration first.
     pub async fn start_with(tweak: impl FnOnce(&mut Config)) -> Result<TestServer> {
+        Self::start_for("localhost", tweak).await
+    }
+
+    /// Starts a server for `domain`, with a certificate for it signed by its own test CA.
+    pub async fn start_for(domain: &str, tweak: impl FnOnce(&mut Config)) -> Result<TestServer> {
+        let dir = Self::prepare(domain)?;
+        Self::start_in(dir, domain, tweak).await
+    }
+
+    /// A fresh directory holding a CA and a certificate for `domain` signed by it.
+    pub fn prepare(domain: &str) -> Result<PathBuf> {
         let dir = std::env::temp_dir().join(format!("tern-test-{}", rand::random::<u64>()));
         std::fs::create_dir_all(&dir)?;
-        let domain = "localhost".to_string();
-        tern_server::tls::write_ca_signed(&domain, &dir)?;
+        tern_server::tls::write_ca_signed(domain, &dir)?;
+        Ok(dir)
+    }
+
+    /// Starts a server for `domain` in a directory made by [`TestServer::prepare`].
+    pub async fn start_in(
+        dir: PathBuf,
+        domain: &str,
+        tweak: impl FnOnce(&mut Config),
+    ) -> Result<TestServer> {
+        let domain = domain.to_string();
+        // Federation listens on an ephemeral loopback port and trusts only what a test adds.
         let mut config = Config::parse(&format!(
             "[server]\ndata_dir = {dir:?}\nregistration = \"open\"\nregistration_per_ip_per_hour = 0\n[storage]\nbackend = \"memory\"\n\
              [c2s]\nlisten = [\"127.0.0.1:0\"]\nlisten_tls = [\"127.0.0.1:0\"]\n\
              [proxy65]\nlisten = \"127.0.0.1:0\"\nadvertised_host = \"127.0.0.1\"\n\
              [http]\nlisten = [\"127.0.0.1:0\"]\nlisten_tls = [\"127.0.0.1:0\"]\n\
-             [[host]]\ndomain = \"localhost\"\ncertificate = {:?}\nkey = {:?}\n",
-            dir.join("localhost.crt"),
-            dir.join("localhost.key"),
+             [s2s]\nlisten = [\"127.0.0.1:0\"]\nsystem_roots = false\n\
+             [[host]]\ndomain = {domain:?}\ncertificate = {:?}\nkey = {:?}\n",
+            dir.join(format!("{domain}.crt")),
+            dir.join(format!("{domain}.key")),
         ))?;
         tweak(&mut config);
         let running = tern_server::start(&config).await?;
@@ -70,6 +92,11 @@ impl TestServer {
             https,
             config,
         })
+    }
+
+    /// The router of the running server.
+    pub fn router(&self) -> Arc<tern_router::Router> {
+        self.running.as_ref().expect("running").router.clone()
     }
 
     /// Starts a server with the test defaults.
@@ -121,6 +148,50 @@ impl Drop for TestServer {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// A loopback port that was free a moment ago (for servers that must know each other's
+/// addresses before either starts).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or(0)
+}
+
+/// Two servers for `a` and `b` federating over loopback through static routes. With `trust`,
+/// each trusts the other's CA (SASL EXTERNAL); without, neither does. `tweak` sees each
+/// server's domain and configuration before it starts.
+pub async fn start_federated(
+    a: &str,
+    b: &str,
+    trust: bool,
+    tweak: impl Fn(&str, &mut Config),
+) -> Result<(TestServer, TestServer)> {
+    let (dir_a, dir_b) = (TestServer::prepare(a)?, TestServer::prepare(b)?);
+    let (port_a, port_b) = (free_port(), free_port());
+    let ca_b = trust.then(|| dir_b.join("ca.crt"));
+    let ca_a = trust.then(|| dir_a.join("ca.crt"));
+    let sa = TestServer::start_in(dir_a, a, |c| {
+        federate(c, port_a, b, port_b, ca_b);
+        tweak(a, c);
+    })
+    .await?;
+    let sb = TestServer::start_in(dir_b, b, |c| {
+        federate(c, port_b, a, port_a, ca_a);
+        tweak(b, c);
+    })
+    .await?;
+    Ok((sa, sb))
+}
+
+fn federate(c: &mut Config, my_port: u16, peer: &str, peer_port: u16, peer_ca: Option<PathBuf>) {
+    c.s2s.listen = vec![format!("127.0.0.1:{my_port}")];
+    c.s2s
+        .routes
+        .insert(peer.to_owned(), format!("127.0.0.1:{peer_port}"));
+    c.s2s.connect_retries = 0;
+    c.s2s.ca_files = peer_ca.into_iter().collect();
 }
 
 /// A TLS client configuration trusting only the given CA.
