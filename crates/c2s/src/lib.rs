@@ -27,6 +27,7 @@ mod bind;
 mod conn;
 mod csi;
 mod inbound;
+mod item;
 mod negotiate;
 mod rate;
 mod session;

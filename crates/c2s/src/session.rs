@@ -22,6 +22,7 @@ use tern_stream::{
 use crate::conn::XmlConn;
 use crate::csi::{Csi, NS_CSI};
 use crate::inbound::handle_element;
+use crate::item::Item;
 use crate::rate::RateLimiter;
 use crate::sm::{ack_element, failed, ResumeRequest, Sm, NS_SM};
 use crate::transport::Transport;
@@ -45,20 +46,26 @@ pub(crate) struct Out {
     buf: Vec<u8>,
     pub(crate) sm: Option<Sm>,
     csi: Csi,
+    /// The session's full JID: the `to` of shared stanzas.
+    jid: String,
 }
 
 impl Out {
     /// Queues a stanza for the client (unless client state indication holds it back).
     pub(crate) fn stanza(&mut self, el: Element) {
-        for el in self.csi.filter(el) {
-            self.write_stanza(el);
+        self.item(Item::Own(el));
+    }
+
+    fn item(&mut self, item: Item) {
+        for item in self.csi.filter(item) {
+            self.write_stanza(item);
         }
     }
 
-    fn write_stanza(&mut self, el: Element) {
-        write_element(&el, NS_CLIENT, &mut self.buf);
+    fn write_stanza(&mut self, item: Item) {
+        item.write(&self.jid, &mut self.buf);
         if let Some(sm) = &mut self.sm {
-            sm.sent(el);
+            sm.sent(item);
         }
     }
 
@@ -117,6 +124,7 @@ pub(crate) async fn run(
     // Bursts up to one maximal stanza pass unthrottled.
     let burst = (c2s.config.limits.max_stanza_bytes as u64).max(c2s.config.max_bytes_per_second);
     let limiter = RateLimiter::new(c2s.config.max_bytes_per_second, burst);
+    let jid = handle.jid().to_string();
     let mut s = Session {
         c2s,
         handle,
@@ -126,6 +134,7 @@ pub(crate) async fn run(
             buf: Vec::new(),
             sm: None,
             csi: Csi::default(),
+            jid,
         },
         buf: vec![0u8; 4096],
         limiter,
@@ -291,6 +300,11 @@ impl Session {
         while let Some(it) = item.take().or_else(|| self.rx.try_recv().ok()) {
             match it {
                 Outbound::Stanza(el) => self.out.stanza(el),
+                Outbound::Shared(items) => {
+                    for s in items {
+                        self.out.item(Item::Shared(s));
+                    }
+                }
                 Outbound::Close(err) => {
                     self.out.raw(&err.to_bytes());
                     return Some(End::Error(err.condition));
@@ -432,12 +446,11 @@ impl Session {
             .a("previd", sm.id.clone().unwrap_or_default())
             .a("h", sm.h_in.to_string())
             .build();
-        let unacked: Vec<Element> = sm.unacked().cloned().collect();
         write_element(&resumed, NS_CLIENT, &mut self.out.buf);
-        for el in &unacked {
-            write_element(el, NS_CLIENT, &mut self.out.buf);
+        for item in sm.unacked() {
+            item.write(&self.out.jid, &mut self.out.buf);
         }
-        info!(jid = %self.handle.jid(), resent = unacked.len(), "session resumed");
+        info!(jid = %self.handle.jid(), resent = sm.unacked_len(), "session resumed");
         self.io = Some(io);
         self.detached_until = None;
         self.last_read = Instant::now();
@@ -476,16 +489,23 @@ impl Session {
             .session_event(SessionEvent::Closed, &self.handle)
             .await;
         // XEP-0198 §5: unacknowledged stanzas and anything still queued are redelivered.
-        let mut pending = self
+        let mut pending: Vec<Element> = self
             .out
             .sm
             .as_mut()
             .map(Sm::take_unacked)
-            .unwrap_or_default();
+            .unwrap_or_default()
+            .into_iter()
+            .map(|i| i.into_element(&self.out.jid))
+            .collect();
         self.rx.close();
         while let Ok(item) = self.rx.try_recv() {
-            if let Outbound::Stanza(el) = item {
-                pending.push(el);
+            match item {
+                Outbound::Stanza(el) => pending.push(el),
+                Outbound::Shared(items) => {
+                    pending.extend(items.iter().map(|s| s.to_element(&self.out.jid)))
+                }
+                Outbound::Close(_) => {}
             }
         }
         if !pending.is_empty() {

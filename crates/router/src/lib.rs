@@ -19,7 +19,9 @@ pub mod xml;
 
 pub use jid::{BareJid, FullJid, Jid};
 pub use module::{Ctx, Event, Flow, Hooks, Module, Origin, PreAuth, SessionEvent, Target};
-pub use registry::{LocalRegistry, Outbound, PresenceState, SessionHandle, SessionRegistry};
+pub use registry::{
+    LocalRegistry, Outbound, PresenceState, SessionHandle, SessionRegistry, SharedStanza,
+};
 pub use router::{RemoteRoute, Router, RouterBuilder};
 pub use service::{Service, Services};
 pub use stanza::{Condition, ErrorType, Kind, Stanza, StanzaError, NS_STANZAS};

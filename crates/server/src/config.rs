@@ -41,6 +41,8 @@ pub struct Config {
     pub storage: StorageSection,
     /// Message archive (XEP-0313).
     pub mam: MamSection,
+    /// Multi-user chat (XEP-0045), on by default.
+    pub muc: tern_muc::MucConfig,
 }
 
 /// `[server]`
@@ -309,6 +311,7 @@ impl Config {
                 self.mam.expire_interval_secs
             );
         }
+        self.muc.validate()?;
         match self.storage.synchronous.as_str() {
             "full" | "normal" => {}
             s => bail!("storage.synchronous = {s:?}: expected \"full\" or \"normal\""),
@@ -457,6 +460,27 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("mam.max_page"), "{e}");
+    }
+
+    #[test]
+    fn muc_section() {
+        let c = Config::parse("").unwrap();
+        assert!(c.muc.enabled);
+        assert_eq!(c.muc.domain_for("localhost"), "conference.localhost");
+        let c = Config::parse(
+            "[muc]\ndomain = \"rooms.{host}\"\nmax_rooms_per_user = 3\n[muc.default_room]\npersistent = true\n",
+        )
+        .unwrap();
+        assert_eq!(c.muc.domain_for("a.example"), "rooms.a.example");
+        assert!(c.muc.default_room.persistent);
+        let e = Config::parse("[muc]\nmax_occupants = 0\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("muc.max_occupants"), "{e}");
+        let e = Config::parse("[muc.default_room]\ncolour = 1\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("colour"), "{e}");
     }
 
     #[test]

@@ -32,6 +32,7 @@ pub struct Running {
     pub tls_addrs: Vec<SocketAddr>,
     /// The router, for in-process tests and metrics.
     pub router: Arc<Router>,
+    muc: Vec<tern_muc::MucService>,
     shutdown: watch::Sender<bool>,
     tasks: JoinSet<()>,
 }
@@ -39,6 +40,10 @@ pub struct Running {
 impl Running {
     /// Ends every session with `<system-shutdown/>` and waits (up to 10 s) for them to close.
     pub async fn shutdown(mut self) {
+        // Rooms tell their occupants first (XEP-0045 status 332), while sessions still run.
+        for m in &self.muc {
+            m.shutdown().await;
+        }
         let _ = self.shutdown.send(true);
         let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
         while tokio::time::Instant::now() < deadline && self.router.sessions().count() > 0 {
@@ -89,9 +94,21 @@ pub async fn start(config: &Config) -> Result<Running> {
         }
         policies.insert(h.domain.to_ascii_lowercase(), policy.into());
     }
+    let mut muc = Vec::new();
+    if config.muc.enabled {
+        for h in &hosts {
+            let svc = tern_muc::MucService::new(config.muc.clone(), &h.domain, storage.clone())
+                .await
+                .with_context(|| format!("loading the rooms of {}", h.domain))?;
+            muc.push(svc);
+        }
+    }
     let mut builder = Router::builder(storage, Arc::new(LocalRegistry::default()));
     for h in &hosts {
         builder = builder.host(&h.domain);
+    }
+    for m in &muc {
+        builder = builder.service(m.domain(), Arc::new(m.clone()));
     }
     let router = builder
         .module(Arc::new(tern_roster::RosterModule::new(
@@ -101,6 +118,8 @@ pub async fn start(config: &Config) -> Result<Running> {
             },
         )))
         .module(Arc::new(tern_presence::PresenceModule))
+        // After presence: its unavailable reaches rooms before this module's fallback.
+        .module(Arc::new(tern_muc::MucModule::new(muc.clone())))
         .module(Arc::new(tern_router::disco::DiscoModule))
         .module(Arc::new(tern_receipts::ReceiptsModule))
         .module(Arc::new(tern_ping_time_version::PingTimeVersion {
@@ -143,6 +162,7 @@ pub async fn start(config: &Config) -> Result<Running> {
         c2s_addrs,
         tls_addrs,
         router,
+        muc,
         shutdown: shutdown_tx,
         tasks,
     })
