@@ -213,9 +213,13 @@ async fn room_archive_paging_self_ping_and_moderation() {
         .get_child("moderated", "urn:xmpp:message-moderate:1")
         .unwrap();
     assert_eq!(md.attr("by"), Some("log@conference.localhost/Alice"));
-    let r = iq(&mut alice, "set", &room, &format!(
-        "<moderate xmlns='urn:xmpp:message-moderate:1' id='nosuchid'><retract xmlns='urn:xmpp:message-retract:1'/></moderate>"
-    )).await;
+    let r = iq(
+        &mut alice,
+        "set",
+        &room,
+        "<moderate xmlns='urn:xmpp:message-moderate:1' id='nosuchid'><retract xmlns='urn:xmpp:message-retract:1'/></moderate>",
+    )
+    .await;
     assert_eq!(condition(&r).as_deref(), Some("item-not-found"));
     alice
         .send_str(&format!(
