@@ -420,3 +420,18 @@ async fn discovery_of_service_and_rooms() {
         .unwrap();
     assert_eq!(condition(&e).as_deref(), Some("jid-malformed"));
 }
+
+#[tokio::test]
+async fn server_shutdown_tells_occupants() {
+    let s = TestServer::start().await.unwrap();
+    let mut alice = user(&s, "alice").await;
+    create(&mut alice, "bye", "Alice").await;
+    s.stop().await;
+    let p = alice
+        .expect("332", |e| {
+            e.name() == "presence" && e.attr("type") == Some("unavailable")
+        })
+        .await
+        .unwrap();
+    assert!(codes(&p).contains(&332), "{p:?}");
+}

@@ -8,7 +8,7 @@ use base64::Engine;
 use jid::BareJid;
 use tracing::{info, warn};
 
-use tern_router::{Condition, Kind, Origin, Router, Stanza, StanzaError};
+use tern_router::{Condition, Kind, Origin, Router, SessionHandle, Stanza, StanzaError};
 
 use crate::affiliation::Affiliation;
 use crate::ns::MUC;
@@ -141,6 +141,11 @@ impl Room {
             },
             Cmd::Gone(jid) => self.gone(&jid).await,
             Cmd::Shutdown(done) => {
+                let sessions: Vec<SessionHandle> = self
+                    .occupants
+                    .values()
+                    .filter_map(|o| o.session.clone())
+                    .collect();
                 let nicks: Vec<String> = self.occupants.keys().cloned().collect();
                 for n in nicks {
                     self.remove(
@@ -151,6 +156,13 @@ impl Room {
                         },
                     )
                     .await;
+                }
+                // Sessions close right after the rooms: give them a moment to write the 332s.
+                let until = tokio::time::Instant::now() + std::time::Duration::from_secs(1);
+                while tokio::time::Instant::now() < until
+                    && sessions.iter().any(|s| s.queue_free() < s.queue_capacity())
+                {
+                    tokio::time::sleep(std::time::Duration::from_millis(10)).await;
                 }
                 let _ = done.send(());
             }
