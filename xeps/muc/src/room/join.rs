@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use jid::{FullJid, Jid};
 use minidom::Element;
-use tracing::{debug, info};
+use tracing::debug;
 
 use tern_router::{Condition, Origin, SharedStanza, Stanza, StanzaError};
 
@@ -236,7 +236,7 @@ impl Room {
             deliver(&router, o, burst).await;
         }
         self.update_listing();
-        info!(room = %self.jid, occupants = self.occupants.len(), "occupant entered");
+        debug!(room = %self.jid, occupants = self.occupants.len(), "occupant entered");
     }
 
     /// The same session sends its entry presence again (e.g. after a reconnection it did
@@ -321,7 +321,7 @@ impl Room {
         let snap = Occupant::snapshot(&self.occupants[new]);
         let spec = self.spec_of(&snap);
         self.fan_out_presence(&spec, Some(&[]), None).await;
-        info!(room = %self.jid, "occupant changed nick");
+        debug!(room = %self.jid, "occupant changed nick");
     }
 
     /// An occupant leaves: everyone, itself included (110), gets its unavailable presence.
@@ -348,7 +348,7 @@ impl Room {
         };
         self.fan_out_presence(&spec, Some(&[]), Some(&mut o)).await;
         self.update_listing();
-        info!(room = %self.jid, occupants = self.occupants.len(), codes = ?how.codes, "occupant left");
+        debug!(room = %self.jid, occupants = self.occupants.len(), codes = ?how.codes, "occupant left");
     }
 
     /// A session ended without telling the room (it never sent presence, so the presence
