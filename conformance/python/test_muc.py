@@ -232,3 +232,30 @@ def test_room_archive_paging_and_self_ping(server):
         assert error_condition(r)[1] == ["not-acceptable"], xml_str(r)
 
     run(t, server)
+
+
+def test_mediated_and_direct_invitations(server):
+    async def t(h):
+        alice = await h.online("alice@localhost/a", plugins=("xep_0045", "xep_0249"))
+        bob = await h.online("bob@localhost/b", plugins=("xep_0045", "xep_0249"))
+        await create_instant(alice, "party", "Alice", **{"muc#roomconfig_membersonly": True})
+
+        # XEP-0045 §7.8.2: through the room, which adds Bob to the member list.
+        alice.plugin["xep_0045"].invite(room_jid("party"), "bob@localhost", reason="Join us")
+        inv = await bob.messages.get(lambda m: m.xml.find(f".//{q(NS_MUC_USER, 'invite')}") is not None,
+                                     what="mediated invitation")
+        assert str(inv["from"]) == room_jid("party")
+        assert inv.xml.find(f".//{q(NS_MUC_USER, 'invite')}").get("from") == "alice@localhost/a"
+        pres, *_ = await bob.plugin["xep_0045"].join_muc_wait(room_jid("party"), "Bob", timeout=10)
+        assert pres.xml.find(f".//{q(NS_MUC_USER, 'item')}").get("affiliation") == "member"
+
+        # XEP-0249: client to client; the server only routes it.
+        bob.plugin["xep_0249"].send_invitation("alice@localhost/a", room_jid("party"), reason="Back")
+        d = await alice.messages.get(lambda m: m.xml.find(q("jabber:x:conference", "x")) is not None,
+                                     what="direct invitation")
+        assert d.xml.find(q("jabber:x:conference", "x")).get("jid") == room_jid("party")
+        # The room advertises it.
+        info = await alice.request(alice.iq("get", "<query xmlns='http://jabber.org/protocol/disco#info'/>", to=room_jid("party")))
+        assert "jabber:x:conference" in xml_str(info)
+
+    run(t, server)

@@ -76,7 +76,7 @@ pub fn stanza_id(id: &str, by: &BareJid) -> Element {
 
 /// A timestamp that never goes backwards within the process, so archive order (by time, then
 /// insertion) is arrival order even if the clock is stepped back, and no two items share one.
-fn next_when() -> i64 {
+pub fn next_when() -> i64 {
     static LAST: AtomicI64 = AtomicI64::new(0);
     let now = now_micros();
     let prev = LAST
@@ -90,7 +90,7 @@ fn next_when() -> i64 {
 /// A fresh archive id: 8 bytes of time (ids sort roughly by age, handy when reading logs)
 /// and 8 random bytes (XEP-0313 §3: unpredictable), base64url without padding: 22 URL-safe
 /// characters.
-fn new_id(when: i64) -> String {
+pub fn new_id(when: i64) -> String {
     let mut raw = [0u8; 16];
     raw[..8].copy_from_slice(&when.to_be_bytes());
     raw[8..].copy_from_slice(&rand::random::<[u8; 8]>());

@@ -51,6 +51,10 @@ pub(crate) async fn run(
         if !idle {
             continue;
         }
+        if let Some(r) = &room {
+            // A reload must find every message in the archive.
+            r.flush_archive().await;
+        }
         let persistent = room
             .as_ref()
             .is_some_and(|r| r.config.persistent && !r.locked);

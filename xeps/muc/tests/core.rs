@@ -435,3 +435,36 @@ async fn server_shutdown_tells_occupants() {
         .unwrap();
     assert!(codes(&p).contains(&332), "{p:?}");
 }
+
+#[tokio::test]
+async fn iqs_between_occupants_are_forwarded() {
+    let s = TestServer::start().await.unwrap();
+    let mut alice = user(&s, "alice").await;
+    let mut bob = user(&s, "bob").await;
+    create(&mut alice, "vcards", "Alice").await;
+    join(&mut bob, "vcards", "Bob", "").await;
+    bob.send_str(&format!(
+        "<iq type='get' id='v1' to='vcards@{ROOMS}/Alice'><vCard xmlns='vcard-temp'/></iq>"
+    ))
+    .await
+    .unwrap();
+    // Alice gets it from Bob's occupant JID, never his real one.
+    let req = alice
+        .expect("forwarded iq", |e| {
+            e.name() == "iq" && e.attr("id") == Some("v1")
+        })
+        .await
+        .unwrap();
+    assert_eq!(req.attr("from"), Some("vcards@conference.localhost/Bob"));
+    alice
+        .send_str(&format!("<iq type='result' id='v1' to='vcards@{ROOMS}/Bob'><vCard xmlns='vcard-temp'><FN>Alice</FN></vCard></iq>"))
+        .await
+        .unwrap();
+    let res = bob
+        .expect("answer", |e| e.name() == "iq" && e.attr("id") == Some("v1"))
+        .await
+        .unwrap();
+    assert_eq!(res.attr("type"), Some("result"));
+    assert_eq!(res.attr("from"), Some("vcards@conference.localhost/Alice"));
+    assert!(format!("{res:?}").contains("Alice"));
+}

@@ -8,9 +8,10 @@ use std::sync::Arc;
 
 use jid::BareJid;
 use minidom::Element;
+use tokio::sync::{mpsc, oneshot};
 use tracing::warn;
 
-use tern_router::time::{format_micros, now_micros, parse_datetime};
+use tern_router::time::{format_micros, parse_datetime};
 use tern_router::xml::BuilderExt;
 use tern_router::SharedStanza;
 use tern_storage::{ArchiveItem, ArchiveQuery};
@@ -112,19 +113,50 @@ impl Room {
         }
     }
 
-    /// Appends a reflected message (without its stanza id) to the room's archive; returns
-    /// the archive id and time. `None` when logging is off or the store failed (the message
-    /// is still delivered: history is a convenience, not an acknowledgement).
-    pub(crate) async fn archive(&self, el: &Element) -> Option<(String, i64)> {
+    /// Queues a reflected message (without its stanza id) for the room's archive; returns
+    /// its archive id and time at once. `None` when logging is off. The write itself is done
+    /// by the room's archive writer, in order, so a room's fan-out never waits for the disk;
+    /// readers of the archive call [`Room::flush_archive`] first.
+    pub(crate) async fn archive(&mut self, el: &Element) -> Option<(String, i64)> {
         if !self.config.logging {
             return None;
         }
-        match tern_mam::archive::append(&self.router, &self.jid, &self.jid, el).await {
-            Ok(id) => Some((id, now_micros())),
-            Err(e) => {
-                warn!(room = %self.jid, "cannot archive room message: {e}");
-                None
-            }
+        let mut data = Vec::new();
+        if let Err(e) = el.write_to(&mut data) {
+            warn!(room = %self.jid, "cannot serialize room message: {e}");
+            return None;
+        }
+        let when = tern_mam::archive::next_when();
+        let item = ArchiveItem {
+            id: tern_mam::archive::new_id(when),
+            when,
+            with: self.jid.to_string(),
+            data,
+        };
+        let id = item.id.clone();
+        if self.writer.is_none() {
+            let node = self.node().to_owned();
+            self.writer = Some(Writer::spawn(
+                self.svc.storage.clone(),
+                self.svc.domain.clone(),
+                node,
+            ));
+        }
+        let writer = self.writer.as_ref()?;
+        if writer.tx.send(WriterCmd::Append(item)).await.is_err() {
+            warn!(room = %self.jid, "room archive writer ended; message not archived");
+            return None;
+        }
+        Some((id, when))
+    }
+
+    /// Waits until every queued archive write is done (before reading or deleting the
+    /// archive).
+    pub(crate) async fn flush_archive(&self) {
+        let Some(w) = &self.writer else { return };
+        let (done, wait) = oneshot::channel();
+        if w.tx.send(WriterCmd::Flush(done)).await.is_ok() {
+            let _ = wait.await;
         }
     }
 
@@ -192,6 +224,7 @@ impl Room {
 
     /// One archived message, by id.
     pub(crate) async fn archived(&self, id: &str) -> Option<ArchiveItem> {
+        self.flush_archive().await;
         let q = ArchiveQuery {
             ids: vec![id.to_owned()],
             ..ArchiveQuery::default()
@@ -251,6 +284,48 @@ impl Room {
         {
             h.stanza = history_stanza(&room, &el, Some(&item.id), item.when);
         }
+    }
+}
+
+/// Archive writes queued per room before senders wait: the disk may lag the room by this much.
+const WRITER_QUEUE: usize = 4096;
+
+/// What the archive writer is asked to do.
+pub(crate) enum WriterCmd {
+    /// Append one item.
+    Append(ArchiveItem),
+    /// Answer once everything before has been written.
+    Flush(oneshot::Sender<()>),
+}
+
+/// A room's archive writer: a task appending items in order; it ends when the room drops it,
+/// after the writes still queued.
+pub(crate) struct Writer {
+    tx: mpsc::Sender<WriterCmd>,
+}
+
+impl Writer {
+    fn spawn(storage: tern_storage::Storage, domain: String, room: String) -> Writer {
+        let (tx, mut rx) = mpsc::channel(WRITER_QUEUE);
+        tokio::spawn(async move {
+            while let Some(cmd) = rx.recv().await {
+                match cmd {
+                    WriterCmd::Append(item) => {
+                        if let Err(e) = storage
+                            .archive
+                            .append(&domain, tern_mam::archive::STORE, &room, &item)
+                            .await
+                        {
+                            warn!(room = %room, domain = %domain, "cannot archive room message: {e}");
+                        }
+                    }
+                    WriterCmd::Flush(done) => {
+                        let _ = done.send(());
+                    }
+                }
+            }
+        });
+        Writer { tx }
     }
 }
 

@@ -196,6 +196,7 @@ impl super::Room {
             owner: &self.jid,
             config: &cfg,
         };
+        self.flush_archive().await;
         let answer = match (q.name(), st.type_()) {
             ("query", "set") => {
                 let req = match tern_mam::form::parse(q) {

@@ -42,6 +42,7 @@ impl Room {
             creator,
             created: tern_router::time::now_micros() / 1_000_000,
             destroyed: false,
+            writer: None,
         })
     }
 
@@ -171,6 +172,7 @@ impl Room {
 
     /// A temporary room ended with its last occupant: its archive goes too.
     pub(crate) async fn forget(self) {
+        self.flush_archive().await;
         if let Err(e) =
             store::delete_room(&self.svc.storage, &self.svc.domain, self.node(), true).await
         {

@@ -153,6 +153,8 @@ pub(crate) struct Room {
     pub created: i64,
     /// Destroyed: the task ends once it has answered.
     pub destroyed: bool,
+    /// The archive writer, started with the first archived message.
+    pub writer: Option<history::Writer>,
 }
 
 impl Room {
