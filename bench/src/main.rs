@@ -5,6 +5,8 @@
 //! - `query`: MAM query latency (p50/p95/max) on one account's archive of 100,000 messages,
 //!   through the `ArchiveStore` API.
 //! - `e2e`: the same queries sent by a client to a real in-process server on SQLite.
+//! - `muc`: multi-user chat through a real server: the 1,000th occupant's join, and room
+//!   messages delivered per second with 10 rooms of 100 occupants.
 //! - `probe`: where an append's time goes (fsync, sqlx statement round trip, row, commit).
 //!
 //! Every scenario is bounded in items and in time (`--max-secs`) and writes its database to a
@@ -15,6 +17,8 @@ mod append;
 mod common;
 #[cfg(feature = "e2e")]
 mod e2e;
+#[cfg(feature = "e2e")]
+mod muc;
 mod probe;
 mod query;
 
@@ -102,6 +106,28 @@ struct QueryArgs {
     sync: Sync,
 }
 
+#[derive(Args, Clone)]
+struct MucArgs {
+    /// Occupants of the big room (scenario a).
+    #[arg(long, default_value_t = 1000)]
+    big: usize,
+    /// Messages sent in the big room before the joins (history for joiners).
+    #[arg(long, default_value_t = 20)]
+    history: usize,
+    /// Rooms in scenario b.
+    #[arg(long, default_value_t = 10)]
+    rooms: usize,
+    /// Occupants per room in scenario b.
+    #[arg(long, default_value_t = 100)]
+    per_room: usize,
+    /// Senders per room in scenario b.
+    #[arg(long, default_value_t = 10)]
+    senders: usize,
+    /// Messages per sender in scenario b.
+    #[arg(long, default_value_t = 50)]
+    messages: usize,
+}
+
 #[derive(Subcommand)]
 enum Cmd {
     /// Figure 1: archived messages per second with group commit.
@@ -111,6 +137,9 @@ enum Cmd {
     /// Figure 2 end to end: MAM queries by a client to a real server on SQLite.
     #[cfg(feature = "e2e")]
     E2e(QueryArgs),
+    /// Multi-user chat: a 1,000-occupant join, and deliveries/s in 10 rooms of 100.
+    #[cfg(feature = "e2e")]
+    Muc(MucArgs),
     /// Where an append's time goes: fsync, statement round trip, row insert, commit.
     Probe,
     /// Every scenario with its defaults.
@@ -266,6 +295,31 @@ async fn main() -> anyhow::Result<()> {
             }
             #[cfg(feature = "e2e")]
             Cmd::E2e(q) => results.push(run_e2e(c, &dir, q).await?),
+            #[cfg(feature = "e2e")]
+            Cmd::Muc(m) => {
+                println!(
+                    "\n== muc: {} occupants in one room; {} rooms x {} occupants, db in {} ({}), load {}",
+                    m.big,
+                    m.rooms,
+                    m.per_room,
+                    dir.display(),
+                    common::fs_type(&dir),
+                    common::loadavg()
+                );
+                results.push(
+                    muc::run(&muc::Params {
+                        dir: &dir,
+                        big: m.big,
+                        history: m.history,
+                        rooms: m.rooms,
+                        per_room: m.per_room,
+                        senders: m.senders,
+                        messages: m.messages,
+                        max_time: Duration::from_secs(c.max_secs),
+                    })
+                    .await?,
+                )
+            }
             Cmd::All => unreachable!("expanded above"),
         }
     }

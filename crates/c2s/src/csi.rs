@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 
-use minidom::Element;
+use crate::item::Item;
 
 /// XEP-0352 namespace.
 pub(crate) const NS_CSI: &str = "urn:xmpp:csi:0";
@@ -17,13 +17,13 @@ const MAX_HELD: usize = 500;
 #[derive(Debug, Default)]
 pub(crate) struct Csi {
     inactive: bool,
-    held: HashMap<String, Element>,
+    held: HashMap<String, Item>,
     order: Vec<String>,
 }
 
 impl Csi {
     /// Applies `<active/>` or `<inactive/>`; returns what to send now.
-    pub(crate) fn set_inactive(&mut self, inactive: bool) -> Vec<Element> {
+    pub(crate) fn set_inactive(&mut self, inactive: bool) -> Vec<Item> {
         self.inactive = inactive;
         if inactive {
             Vec::new()
@@ -34,7 +34,7 @@ impl Csi {
 
     /// Decides for one outbound stanza: `None` when it is held, otherwise the stanzas to
     /// send now (held presence first, so the client sees events in order).
-    pub(crate) fn filter(&mut self, el: Element) -> Vec<Element> {
+    pub(crate) fn filter(&mut self, el: Item) -> Vec<Item> {
         if !self.inactive {
             return vec![el];
         }
@@ -56,7 +56,7 @@ impl Csi {
         out
     }
 
-    fn take(&mut self) -> Vec<Element> {
+    fn take(&mut self) -> Vec<Item> {
         let mut held = std::mem::take(&mut self.held);
         self.order
             .drain(..)
@@ -68,11 +68,18 @@ impl Csi {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use minidom::Element;
 
-    fn p(from: &str, show: &str) -> Element {
-        format!("<presence xmlns='jabber:client' from='{from}'><show>{show}</show></presence>")
-            .parse()
-            .unwrap()
+    fn p(from: &str, show: &str) -> Item {
+        Item::Own(
+            format!("<presence xmlns='jabber:client' from='{from}'><show>{show}</show></presence>")
+                .parse()
+                .unwrap(),
+        )
+    }
+
+    fn el(i: &Item) -> Element {
+        i.share().into_element("me@x/r")
     }
 
     #[test]
@@ -85,14 +92,24 @@ mod tests {
         let msg: Element = "<message xmlns='jabber:client' from='b@x/1'><body>hi</body></message>"
             .parse()
             .unwrap();
-        let out = c.filter(msg);
+        let out = c.filter(Item::Own(msg));
         assert_eq!(out.len(), 3);
         assert_eq!(
-            out[0].get_child("show", "jabber:client").unwrap().text(),
+            el(&out[0])
+                .get_child("show", "jabber:client")
+                .unwrap()
+                .text(),
             "xa",
             "latest wins, first-seen order"
         );
         assert_eq!(out[2].name(), "message");
+        // Shared stanzas are held the same way.
+        assert!(c.set_inactive(true).is_empty());
+        let shared = tern_router::SharedStanza::new(el(&p("room@muc/n", "away")));
+        assert!(c
+            .filter(Item::Shared(std::sync::Arc::new(shared)))
+            .is_empty());
+        assert_eq!(c.set_inactive(false).len(), 1);
         assert!(c.set_inactive(false).is_empty());
         assert_eq!(
             c.filter(p("a@x/1", "chat")).len(),

@@ -30,6 +30,7 @@ mod bind;
 mod conn;
 mod csi;
 mod inbound;
+mod item;
 pub mod link;
 mod negotiate;
 mod rate;

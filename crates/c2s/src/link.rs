@@ -70,6 +70,17 @@ impl Outbox {
         self.push(el, FrameKind::Element);
     }
 
+    /// Serializes a stanza shared between sessions (MUC fan-out), addressed to `to`. On a
+    /// stream the shared bytes are used as they are; standalone framing needs the namespace
+    /// declared in each element, so the stanza is serialized for this link alone.
+    pub fn shared(&mut self, s: &tern_router::SharedStanza, to: &str) {
+        match self.framing {
+            Framing::Stream => s.write_to(to, &mut self.buf),
+            Framing::Standalone => write_standalone(&s.to_element(to), &mut self.buf),
+        }
+        self.frames.push((self.buf.len(), FrameKind::Element));
+    }
+
     /// Serializes a stream error.
     pub fn stream_error(&mut self, err: &StreamError) {
         self.push(&err.to_element(), FrameKind::StreamError);

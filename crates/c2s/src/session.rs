@@ -18,6 +18,7 @@ use tern_stream::{ParseError, StreamError, StreamErrorCondition as Sec, StreamEv
 use crate::conn::XmlConn;
 use crate::csi::{Csi, NS_CSI};
 use crate::inbound::handle_element;
+use crate::item::Item;
 use crate::link::{Link, LinkError, Outbox};
 use crate::rate::RateLimiter;
 use crate::sm::{ack_element, failed, ResumeRequest, Sm, NS_SM};
@@ -41,20 +42,26 @@ pub(crate) struct Out {
     buf: Outbox,
     pub(crate) sm: Option<Sm>,
     csi: Csi,
+    /// The session's full JID: the `to` of shared stanzas.
+    jid: String,
 }
 
 impl Out {
     /// Queues a stanza for the client (unless client state indication holds it back).
     pub(crate) fn stanza(&mut self, el: Element) {
-        for el in self.csi.filter(el) {
-            self.write_stanza(el);
+        self.item(Item::Own(el));
+    }
+
+    fn item(&mut self, item: Item) {
+        for item in self.csi.filter(item) {
+            self.write_stanza(item);
         }
     }
 
-    fn write_stanza(&mut self, el: Element) {
-        self.buf.element(&el);
+    fn write_stanza(&mut self, item: Item) {
+        item.write(&self.jid, &mut self.buf);
         if let Some(sm) = &mut self.sm {
-            sm.sent(el);
+            sm.sent(item);
         }
     }
 
@@ -99,6 +106,7 @@ pub(crate) async fn run(
     let burst = (c2s.config.limits.max_stanza_bytes as u64).max(c2s.config.max_bytes_per_second);
     let limiter = RateLimiter::new(c2s.config.max_bytes_per_second, burst);
     let framing = conn.link.framing();
+    let jid = handle.jid().to_string();
     let mut s = Session {
         c2s,
         handle,
@@ -108,6 +116,7 @@ pub(crate) async fn run(
             buf: Outbox::new(framing),
             sm: None,
             csi: Csi::default(),
+            jid,
         },
         limiter,
         paused_until: None,
@@ -255,6 +264,11 @@ impl Session {
         while let Some(it) = item.take().or_else(|| self.rx.try_recv().ok()) {
             match it {
                 Outbound::Stanza(el) => self.out.stanza(el),
+                Outbound::Shared(items) => {
+                    for s in items {
+                        self.out.item(Item::Shared(s));
+                    }
+                }
                 Outbound::Close(err) => {
                     self.out.error(&err);
                     return Some(End::Error(err.condition));
@@ -399,14 +413,13 @@ impl Session {
             .a("previd", sm.id.clone().unwrap_or_default())
             .a("h", sm.h_in.to_string())
             .build();
-        let unacked: Vec<Element> = sm.unacked().cloned().collect();
         // The new connection may be another kind of link (TCP, WebSocket, BOSH).
         self.out.buf.set_framing(io.framing());
         self.out.buf.element(&resumed);
-        for el in &unacked {
-            self.out.buf.element(el);
+        for item in sm.unacked() {
+            item.write(&self.out.jid, &mut self.out.buf);
         }
-        info!(jid = %self.handle.jid(), resent = unacked.len(), "session resumed");
+        info!(jid = %self.handle.jid(), resent = sm.unacked_len(), "session resumed");
         self.io = Some(io);
         self.detached_until = None;
         self.handle.set_flag(tern_router::FLAG_DETACHED, false);
@@ -440,16 +453,23 @@ impl Session {
             .session_event(SessionEvent::Closed, &self.handle)
             .await;
         // XEP-0198 §5: unacknowledged stanzas and anything still queued are redelivered.
-        let mut pending = self
+        let mut pending: Vec<Element> = self
             .out
             .sm
             .as_mut()
             .map(Sm::take_unacked)
-            .unwrap_or_default();
+            .unwrap_or_default()
+            .into_iter()
+            .map(|i| i.into_element(&self.out.jid))
+            .collect();
         self.rx.close();
         while let Ok(item) = self.rx.try_recv() {
-            if let Outbound::Stanza(el) = item {
-                pending.push(el);
+            match item {
+                Outbound::Stanza(el) => pending.push(el),
+                Outbound::Shared(items) => {
+                    pending.extend(items.iter().map(|s| s.to_element(&self.out.jid)))
+                }
+                Outbound::Close(_) => {}
             }
         }
         if !pending.is_empty() {

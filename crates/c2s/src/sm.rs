@@ -11,6 +11,8 @@ use std::time::Duration;
 use minidom::Element;
 
 use tern_router::xml::BuilderExt;
+
+use crate::item::Item;
 use tern_router::BareJid;
 
 use crate::conn::XmlConn;
@@ -42,7 +44,7 @@ pub(crate) struct Sm {
     /// The client's last acknowledged count.
     acked: u32,
     /// Stanzas sent and not yet acknowledged, oldest first.
-    unacked: VecDeque<Element>,
+    unacked: VecDeque<Item>,
     /// Stanzas sent since we last asked for an acknowledgement.
     since_request: usize,
 }
@@ -67,7 +69,7 @@ impl Sm {
     }
 
     /// Records a stanza written to the client.
-    pub(crate) fn sent(&mut self, el: Element) {
+    pub(crate) fn sent(&mut self, el: Item) {
         self.unacked.push_back(el);
         self.since_request += 1;
     }
@@ -92,7 +94,7 @@ impl Sm {
     }
 
     /// Stanzas not yet acknowledged, oldest first.
-    pub(crate) fn unacked(&self) -> impl Iterator<Item = &Element> {
+    pub(crate) fn unacked(&self) -> impl Iterator<Item = &Item> {
         self.unacked.iter()
     }
 
@@ -102,7 +104,7 @@ impl Sm {
     }
 
     /// Takes the unacknowledged stanzas (when the session ends for good).
-    pub(crate) fn take_unacked(&mut self) -> Vec<Element> {
+    pub(crate) fn take_unacked(&mut self) -> Vec<Item> {
         self.unacked.drain(..).collect()
     }
 
@@ -134,8 +136,8 @@ pub(crate) fn failed(condition: &str, h: Option<u32>) -> Element {
 mod tests {
     use super::*;
 
-    fn el() -> Element {
-        Element::bare("message", "jabber:client")
+    fn el() -> Item {
+        Item::Own(Element::bare("message", "jabber:client"))
     }
 
     #[test]

@@ -20,7 +20,8 @@ pub mod xml;
 pub use jid::{BareJid, FullJid, Jid};
 pub use module::{Ctx, Event, Flow, Hooks, Module, Origin, PreAuth, SessionEvent, Spec, Target};
 pub use registry::{
-    LocalRegistry, Outbound, PresenceState, SessionHandle, SessionRegistry, FLAG_DETACHED,
+    LocalRegistry, Outbound, PresenceState, SessionHandle, SessionRegistry, SharedStanza,
+    FLAG_DETACHED,
 };
 pub use router::{RemoteRoute, Router, RouterBuilder};
 pub use service::{Service, Services};

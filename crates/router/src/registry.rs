@@ -19,8 +19,63 @@ use tern_stream::StreamError;
 pub enum Outbound {
     /// A stanza to write to the client.
     Stanza(Element),
+    /// Stanzas serialized once for many sessions (MUC fan-out, DESIGN.md §6), written in
+    /// order; one queue slot for the lot, so a room's join burst fits any queue.
+    Shared(Vec<Arc<SharedStanza>>),
     /// Close the stream with this error (e.g. `<conflict/>` when a newer session took the resource).
     Close(StreamError),
+}
+
+/// A stanza serialized once and shared by every session it goes to. It carries no `to`: each
+/// session writes its own full JID into the bytes, so the recipients of a room message share
+/// one allocation and one serialization.
+#[derive(Debug)]
+pub struct SharedStanza {
+    el: Element,
+    /// The serialization after `<name`: attributes, children, end tag.
+    tail: Vec<u8>,
+}
+
+impl SharedStanza {
+    /// Serializes `el` (any `to` is dropped) for a `jabber:client` stream.
+    pub fn new(mut el: Element) -> SharedStanza {
+        crate::xml::set_attr(&mut el, "to", None);
+        let bytes = tern_stream::to_bytes(&el, tern_stream::NS_CLIENT);
+        let tail = bytes[1 + el.name().len()..].to_vec();
+        SharedStanza { el, tail }
+    }
+
+    /// The stanza, without `to`.
+    pub fn element(&self) -> &Element {
+        &self.el
+    }
+
+    /// Writes the stanza addressed to `to`, byte for byte what `write_element` would write
+    /// for the element with that `to` added first.
+    pub fn write_to(&self, to: &str, out: &mut Vec<u8>) {
+        out.push(b'<');
+        out.extend_from_slice(self.el.name().as_bytes());
+        tern_stream::write_attr("to", to, out);
+        out.extend_from_slice(&self.tail);
+    }
+
+    /// A copy of the stanza addressed to `to` (for redelivery, or a recipient that is not a
+    /// local session).
+    pub fn to_element(&self, to: &str) -> Element {
+        let mut el = self.el.clone();
+        crate::xml::set_attr(&mut el, "to", Some(to));
+        el
+    }
+
+    /// Serialized size in bytes, without the `to` attribute.
+    pub fn len(&self) -> usize {
+        1 + self.el.name().len() + self.tail.len()
+    }
+
+    /// Never true: a stanza has at least a name.
+    pub fn is_empty(&self) -> bool {
+        false
+    }
 }
 
 /// Presence-related state of a session, kept by the presence and roster modules.
@@ -99,6 +154,11 @@ impl SessionHandle {
     /// Queues a stanza for the client without waiting.
     pub fn send(&self, el: Element) -> Result<(), SendError> {
         self.send_raw(Outbound::Stanza(el))
+    }
+
+    /// Queues shared stanzas, in order, as one queue item without waiting.
+    pub fn send_shared(&self, items: Vec<Arc<SharedStanza>>) -> Result<(), SendError> {
+        self.send_raw(Outbound::Shared(items))
     }
 
     /// Queues any outbound item without waiting.
@@ -265,6 +325,28 @@ mod tests {
         assert_eq!(reg.resources(&BareJid::new("u@h").unwrap()).len(), 2);
         assert!(reg.remove(&b));
         assert_eq!(reg.count(), 1);
+    }
+
+    #[test]
+    fn shared_stanza_writes_the_element_with_its_to() {
+        let el: Element = "<message xmlns='jabber:client' to='x@y' from='r@muc/n&apos;1' type='groupchat'><body>a &amp; b</body></message>"
+            .parse()
+            .unwrap();
+        let s = SharedStanza::new(el.clone());
+        assert!(s.element().attr("to").is_none());
+        let to = "u@h/r'&";
+        let mut out = Vec::new();
+        s.write_to(to, &mut out);
+        // What goes on the wire parses back to the original with the new `to`.
+        let text = String::from_utf8(out.clone()).unwrap();
+        let wrapped = format!("<w xmlns='jabber:client'>{text}</w>");
+        let back: Element = wrapped.parse().unwrap();
+        let back = back.children().next().unwrap().clone();
+        let mut expected = el.clone();
+        crate::xml::set_attr(&mut expected, "to", Some(to));
+        assert_eq!(back, expected);
+        assert_eq!(s.to_element(to), expected);
+        assert_eq!(s.len() + " to='u@h/r&apos;&amp;'".len(), out.len());
     }
 
     #[test]

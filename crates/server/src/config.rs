@@ -62,6 +62,8 @@ pub struct Config {
     pub component: Vec<tern_component::ComponentEntry>,
     /// Where external components connect.
     pub component_listener: tern_component::ListenerSection,
+    /// Multi-user chat (XEP-0045), on by default.
+    pub muc: tern_muc::MucConfig,
 }
 
 /// `[upload]`: XEP-0363 HTTP File Upload, served by the HTTP listener.
@@ -529,6 +531,7 @@ impl Config {
             );
         }
         self.pubsub.validate().map_err(anyhow::Error::msg)?;
+        self.muc.validate()?;
         match self.storage.synchronous.as_str() {
             "full" | "normal" => {}
             s => bail!("storage.synchronous = {s:?}: expected \"full\" or \"normal\""),
@@ -716,6 +719,27 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("mam.max_page"), "{e}");
+    }
+
+    #[test]
+    fn muc_section() {
+        let c = Config::parse("").unwrap();
+        assert!(c.muc.enabled);
+        assert_eq!(c.muc.domain_for("localhost"), "conference.localhost");
+        let c = Config::parse(
+            "[muc]\ndomain = \"rooms.{host}\"\nmax_rooms_per_user = 3\n[muc.default_room]\npersistent = true\n",
+        )
+        .unwrap();
+        assert_eq!(c.muc.domain_for("a.example"), "rooms.a.example");
+        assert!(c.muc.default_room.persistent);
+        let e = Config::parse("[muc]\nmax_occupants = 0\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("muc.max_occupants"), "{e}");
+        let e = Config::parse("[muc.default_room]\ncolour = 1\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("colour"), "{e}");
     }
 
     #[test]

@@ -65,6 +65,7 @@ pub struct Running {
     pub s2s: Option<Arc<tern_s2s::S2s>>,
     /// The router, for in-process tests and metrics.
     pub router: Arc<Router>,
+    muc: Vec<tern_muc::MucService>,
     shutdown: watch::Sender<bool>,
     tasks: JoinSet<()>,
 }
@@ -72,6 +73,10 @@ pub struct Running {
 impl Running {
     /// Ends every session with `<system-shutdown/>` and waits (up to 10 s) for them to close.
     pub async fn shutdown(mut self) {
+        // Rooms tell their occupants first (XEP-0045 status 332), while sessions still run.
+        for m in &self.muc {
+            m.shutdown().await;
+        }
         let _ = self.shutdown.send(true);
         let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
         while tokio::time::Instant::now() < deadline && self.router.sessions().count() > 0 {
@@ -123,6 +128,15 @@ pub async fn start(config: &Config) -> Result<Running> {
         }
         policies.insert(h.domain.to_ascii_lowercase(), policy.into());
     }
+    let mut muc = Vec::new();
+    if config.muc.enabled {
+        for h in &hosts {
+            let svc = tern_muc::MucService::new(config.muc.clone(), &h.domain, storage.clone())
+                .await
+                .with_context(|| format!("loading the rooms of {}", h.domain))?;
+            muc.push(svc);
+        }
+    }
     let mut builder = Router::builder(storage, Arc::new(LocalRegistry::default()));
     for h in &hosts {
         builder = builder.host(&h.domain);
@@ -152,6 +166,9 @@ pub async fn start(config: &Config) -> Result<Running> {
     } else {
         None
     };
+    for m in &muc {
+        builder = builder.service(m.domain(), Arc::new(m.clone()));
+    }
     let router = builder
         .module(Arc::new(tern_roster::RosterModule::new(
             tern_roster::RosterConfig {
@@ -165,6 +182,8 @@ pub async fn start(config: &Config) -> Result<Running> {
                 max_items: config.server.blocklist_max_items,
             },
         )))
+        // After presence: its unavailable reaches rooms before this module's fallback.
+        .module(Arc::new(tern_muc::MucModule::new(muc.clone())))
         .module(Arc::new(tern_router::disco::DiscoModule::new(
             &config.contact.fields(),
         )))
@@ -246,6 +265,7 @@ pub async fn start(config: &Config) -> Result<Running> {
         component_addrs,
         s2s,
         router,
+        muc,
         shutdown: shutdown_tx,
         tasks,
     })

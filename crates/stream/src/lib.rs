@@ -61,7 +61,9 @@ pub use header::StreamHeader;
 pub use limits::Limits;
 pub use reader::{StreamEvent, StreamReader};
 pub use stream_error::{StreamError, StreamErrorCondition};
-pub use writer::{stream_header, to_bytes, write_element, write_standalone, STREAM_CLOSE};
+pub use writer::{
+    stream_header, to_bytes, write_attr, write_element, write_standalone, STREAM_CLOSE,
+};
 
 /// Namespace of the stream wrapper element and `<stream:features/>`/`<stream:error/>`.
 pub const NS_STREAMS: &str = "http://etherx.jabber.org/streams";

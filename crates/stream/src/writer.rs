@@ -174,6 +174,16 @@ fn choose_prefix(el: &Element, ns: &str, declared: &[(String, String)]) -> Strin
         .unwrap_or_default()
 }
 
+/// Writes ` name='value'` with the value escaped as [`write_element`] escapes attributes: for
+/// callers that splice an attribute into bytes serialized earlier (shared fan-out stanzas).
+pub fn write_attr(name: &str, value: &str, out: &mut Vec<u8>) {
+    out.push(b' ');
+    out.extend_from_slice(name.as_bytes());
+    out.extend_from_slice(b"='");
+    escape(value, true, out);
+    out.push(b'\'');
+}
+
 /// Escapes character data (`in_attr == false`) or a single-quoted attribute value.
 fn escape(s: &str, in_attr: bool, out: &mut Vec<u8>) {
     let mut start = 0;

@@ -12,8 +12,8 @@ use tern_router::xml::BuilderExt;
 use tern_router::Router;
 use tern_storage::{ArchiveItem, StoreError};
 
-/// Archive store name.
-pub(crate) const STORE: &str = "mam";
+/// Archive store name (also used by the MUC service for room archives, under its domain).
+pub const STORE: &str = "mam";
 /// XEP-0359 namespace.
 pub const NS_SID: &str = "urn:xmpp:sid:0";
 /// XEP-0334 hints namespace.
@@ -48,7 +48,7 @@ pub(crate) fn excluded(el: &Element) -> bool {
 
 /// XEP-0359 §5: nobody but this server may claim an id in the account's archive, so every
 /// `<stanza-id/>` with `by` naming the archive is removed before the message goes further.
-pub(crate) fn strip_stanza_ids(el: &mut Element, by: &BareJid) {
+pub fn strip_stanza_ids(el: &mut Element, by: &BareJid) {
     let ours = |c: &Element| {
         c.is("stanza-id", NS_SID)
             && c.attr("by")
@@ -67,7 +67,7 @@ pub(crate) fn strip_stanza_ids(el: &mut Element, by: &BareJid) {
 }
 
 /// The `<stanza-id/>` for an archived message.
-pub(crate) fn stanza_id(id: &str, by: &BareJid) -> Element {
+pub fn stanza_id(id: &str, by: &BareJid) -> Element {
     Element::builder("stanza-id", NS_SID)
         .a("id", id)
         .a("by", by.as_str())
@@ -76,7 +76,7 @@ pub(crate) fn stanza_id(id: &str, by: &BareJid) -> Element {
 
 /// A timestamp that never goes backwards within the process, so archive order (by time, then
 /// insertion) is arrival order even if the clock is stepped back, and no two items share one.
-fn next_when() -> i64 {
+pub fn next_when() -> i64 {
     static LAST: AtomicI64 = AtomicI64::new(0);
     let now = now_micros();
     let prev = LAST
@@ -90,7 +90,7 @@ fn next_when() -> i64 {
 /// A fresh archive id: 8 bytes of time (ids sort roughly by age, handy when reading logs)
 /// and 8 random bytes (XEP-0313 §3: unpredictable), base64url without padding: 22 URL-safe
 /// characters.
-fn new_id(when: i64) -> String {
+pub fn new_id(when: i64) -> String {
     let mut raw = [0u8; 16];
     raw[..8].copy_from_slice(&when.to_be_bytes());
     raw[8..].copy_from_slice(&rand::random::<[u8; 8]>());
@@ -98,7 +98,7 @@ fn new_id(when: i64) -> String {
 }
 
 /// Appends `el` to `owner`'s archive with `peer` as its `with`; returns the archive id.
-pub(crate) async fn append(
+pub async fn append(
     router: &Router,
     owner: &BareJid,
     peer: &BareJid,

@@ -20,17 +20,20 @@ const NS_VALIDATE: &str = "http://jabber.org/protocol/xdata-validate";
 
 /// A parsed query, before it meets the archive.
 #[derive(Debug, Default, PartialEq, Eq)]
-pub(crate) struct Request {
+pub struct Request {
     /// Echoed in every result (§4.2).
     pub queryid: Option<String>,
     /// `with`: a bare JID matches every resource, a full one only itself (§4.1.1).
     pub with: Option<Jid>,
     /// `start`/`end`, Unix microseconds, inclusive (§4.1.2).
     pub start: Option<i64>,
+    /// `end`, Unix microseconds, inclusive.
     pub end: Option<i64>,
     /// `after-id`/`before-id`/`ids` (§4.1.3, the #extended fields).
     pub after_id: Option<String>,
+    /// `before-id`.
     pub before_id: Option<String>,
+    /// `ids`.
     pub ids: Vec<String>,
     /// RSM `<max/>` as sent (the server limit is applied later).
     pub max: Option<usize>,
@@ -80,7 +83,7 @@ fn date(var: &str, values: &[String]) -> Result<Option<i64>, StanzaError> {
 }
 
 /// Parses `<query xmlns='urn:xmpp:mam:2'/>` of an IQ set.
-pub(crate) fn parse(query: &Element) -> Result<Request, StanzaError> {
+pub fn parse(query: &Element) -> Result<Request, StanzaError> {
     if query.attr("node").is_some() {
         // Pubsub node archives (XEP-0442) are not served here.
         return Err(StanzaError::new(Condition::FeatureNotImplemented)
@@ -176,7 +179,7 @@ fn rsm(set: &Element, r: &mut Request) -> Result<(), StanzaError> {
 }
 
 /// The form of §4.1.5: every field a query may use, none marked required.
-pub(crate) fn query_form() -> Element {
+pub fn query_form() -> Element {
     let field = |var: &str, type_: &str| {
         Element::builder("field", NS_DATA)
             .a("var", var)

@@ -42,10 +42,13 @@ fn lookup_error(owner: &BareJid, e: StoreError) -> StanzaError {
     }
 }
 
-/// The archive and account a query runs on.
-pub(crate) struct Archive<'a> {
+/// The archive a query runs on: an account's, or a MUC room's (`owner` is then the room JID).
+pub struct Archive<'a> {
+    /// The store.
     pub store: &'a dyn ArchiveStore,
+    /// Whose archive: host and user of the store items.
     pub owner: &'a BareJid,
+    /// Page size and retention.
     pub config: &'a MamConfig,
 }
 
@@ -321,7 +324,7 @@ fn first_index(page: &ArchivePage, req: &Request, count: Option<u64>) -> Option<
 
 /// Sends the page and then the IQ result from a task of its own: the requester's session reads
 /// its queue only between stanzas, so waiting for room inside the handler would wait forever.
-pub(crate) fn send_page(
+pub fn send_page(
     ctx: &Ctx<'_>,
     st: &Stanza,
     owner: &BareJid,
