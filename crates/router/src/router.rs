@@ -13,6 +13,7 @@ use tracing::{debug, warn};
 
 use tern_storage::Storage;
 
+use crate::local::Pending;
 use crate::module::{Ctx, Event, Flow, Hooks, Module, Origin, PreAuth, SessionEvent, Target};
 use crate::registry::{SessionHandle, SessionRegistry};
 use crate::service::{Service, Services};
@@ -37,6 +38,8 @@ pub struct Router {
     modules: Vec<Arc<dyn Module>>,
     remote: Option<Arc<dyn RemoteRoute>>,
     services: Services,
+    /// Server-internal requests awaiting their response (`local.rs`).
+    pub(crate) pending: Pending,
 }
 
 /// Assembles a [`Router`] at start-up.
@@ -88,6 +91,7 @@ impl RouterBuilder {
             modules: self.modules,
             remote: self.remote,
             services: self.services,
+            pending: Pending::default(),
         })
     }
 }
@@ -262,6 +266,20 @@ impl Router {
         self.fire(&Event::Named(name), &Origin::Local, st).await
     }
 
+    /// Publishes an [`Event::Named`] announcement: something happened that other modules may
+    /// act on (e.g. "vcard.changed"). Unlike [`Router::ask`], every hooked module runs,
+    /// whatever it answers.
+    pub async fn announce(self: &Arc<Self>, name: &'static str, st: &mut Stanza) {
+        let event = Event::Named(name);
+        let ctx = Ctx {
+            router: self,
+            origin: &Origin::Local,
+        };
+        for m in self.hooks.handlers(&event) {
+            m.on_stanza(&event, &ctx, st).await;
+        }
+    }
+
     async fn fire(self: &Arc<Self>, event: &Event, origin: &Origin, st: &mut Stanza) -> Flow {
         let ctx = Ctx {
             router: self,
@@ -276,6 +294,13 @@ impl Router {
     }
 
     async fn route_inner(self: &Arc<Self>, origin: Origin, mut st: Stanza) {
+        if matches!(origin, Origin::Local) {
+            if let Some(waiting) = self.pending.take(&st) {
+                // The asker may have given up (timeout) meanwhile; nothing to do then.
+                let _ = waiting.send(st);
+                return;
+            }
+        }
         if self.fire(&Event::Routing(st.kind), &origin, &mut st).await == Flow::Handled {
             return;
         }

@@ -52,6 +52,8 @@ pub struct Config {
     pub external_services: Vec<tern_extdisco::ExternalService>,
     /// PubSub service, PEP and private storage (XEP-0060, XEP-0163, XEP-0049).
     pub pubsub: tern_pubsub::PubSubConfig,
+    /// XEP-0398 avatar conversion and XEP-0153 hashes in presence.
+    pub avatar: tern_avatar::AvatarConfig,
 }
 
 /// `[proxy65]`: the XEP-0065 SOCKS5 bytestreams proxy.
@@ -457,6 +459,7 @@ impl Config {
             );
         }
         self.pubsub.validate().map_err(anyhow::Error::msg)?;
+        self.avatar.validate().map_err(anyhow::Error::msg)?;
         match self.storage.synchronous.as_str() {
             "full" | "normal" => {}
             s => bail!("storage.synchronous = {s:?}: expected \"full\" or \"normal\""),

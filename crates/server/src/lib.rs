@@ -108,6 +108,9 @@ pub async fn start(config: &Config) -> Result<Running> {
             );
         }
     }
+    if config.avatar.pep_vcard_conversion {
+        builder = builder.module(Arc::new(tern_avatar::AvatarModule::new(&config.avatar)));
+    }
     let router = builder
         .module(Arc::new(tern_roster::RosterModule::new(
             tern_roster::RosterConfig {
