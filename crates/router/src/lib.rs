@@ -7,8 +7,10 @@
 //! addressee and the default delivery rules of RFC 6120 §10 and RFC 6121 §8.5; [`xml`] small
 //! element helpers; [`disco`] XEP-0030 for hosts and accounts over the modules' features;
 //! [`service`] the domain → service table (MUC, PubSub, components) routing consults;
-//! [`local`] server-internal IQ requests answered in-process (`Router::request`).
+//! [`local`] server-internal IQ requests answered in-process (`Router::request`); [`caps`]
+//! XEP-0115 verification strings.
 
+pub mod caps;
 pub mod disco;
 pub mod local;
 pub mod module;

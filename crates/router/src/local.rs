@@ -1,3 +1,6 @@
+//! How modules reach each other without calling each other (DESIGN.md §1), besides questions
+//! (`Router::ask`): announcements (`Router::announce`) and server-internal IQ requests.
+//!
 //! Server-internal IQ requests (`Router::request`): a module asks another local entity
 //! something in XMPP terms — typically acting as an account, e.g. XEP-0398 reading the
 //! account's vCard and publishing to its PEP service — and the answer comes back in-process
@@ -14,7 +17,7 @@ use std::time::Duration;
 use thiserror::Error;
 use tokio::sync::oneshot;
 
-use crate::module::Origin;
+use crate::module::{Ctx, Event, Origin};
 use crate::router::Router;
 use crate::stanza::{Kind, Stanza};
 
@@ -69,6 +72,20 @@ impl Pending {
 }
 
 impl Router {
+    /// Publishes an [`Event::Named`] announcement: something happened that other modules may
+    /// act on (e.g. "vcard.changed"). Unlike [`Router::ask`], every hooked module runs,
+    /// whatever it answers.
+    pub async fn announce(self: &Arc<Self>, name: &'static str, st: &mut Stanza) {
+        let event = Event::Named(name);
+        let ctx = Ctx {
+            router: self,
+            origin: &Origin::Local,
+        };
+        for m in self.hooks.handlers(&event) {
+            m.on_stanza(&event, &ctx, st).await;
+        }
+    }
+
     /// Sends an IQ get/set on the server's own behalf — `from` is usually an account's bare
     /// JID, so the answering module treats it as the account's own request — and returns the
     /// response (result or error) instead of routing it. Its `id` is replaced by a fresh one.

@@ -34,12 +34,14 @@ pub struct Router {
     hosts: HashSet<String>,
     storage: Storage,
     registry: Arc<dyn SessionRegistry>,
-    hooks: Hooks,
+    pub(crate) hooks: Hooks,
     modules: Vec<Arc<dyn Module>>,
     remote: Option<Arc<dyn RemoteRoute>>,
     services: Services,
     /// Server-internal requests awaiting their response (`local.rs`).
     pub(crate) pending: Pending,
+    /// The server's XEP-0115 `<c/>`, computed once the modules are known (`disco.rs`).
+    pub(crate) caps: std::sync::OnceLock<Option<Element>>,
 }
 
 /// Assembles a [`Router`] at start-up.
@@ -92,6 +94,7 @@ impl RouterBuilder {
             remote: self.remote,
             services: self.services,
             pending: Pending::default(),
+            caps: std::sync::OnceLock::new(),
         })
     }
 }
@@ -140,6 +143,11 @@ impl Router {
         f.sort_unstable();
         f.dedup();
         f
+    }
+
+    /// XEP-0128 forms of the hosts' disco#info from all loaded modules.
+    pub fn host_forms(&self) -> Vec<Element> {
+        self.modules.iter().flat_map(|m| m.host_forms()).collect()
     }
 
     /// Disco features of local accounts from all loaded modules, sorted and deduplicated.
@@ -215,20 +223,24 @@ impl Router {
         Some(m.on_preauth_iq(self, info, iq).await)
     }
 
-    /// Pre-authentication stream features from modules.
+    /// Pre-authentication stream features from modules, and the server's XEP-0115
+    /// capabilities (`disco.rs`).
     pub fn preauth_features(&self, info: &PreAuth) -> Vec<Element> {
         self.hooks
             .preauth_feature_modules()
             .iter()
             .flat_map(|m| m.preauth_features(info))
+            .chain(self.caps_feature())
             .collect()
     }
 
-    /// Authenticated-stream features from all modules.
+    /// Authenticated-stream features from all modules, and the server's XEP-0115
+    /// capabilities (`disco.rs`).
     pub fn session_features(&self) -> Vec<Element> {
         self.modules
             .iter()
             .flat_map(|m| m.session_features())
+            .chain(self.caps_feature())
             .collect()
     }
 
@@ -264,20 +276,6 @@ impl Router {
     /// Fires a module-published [`Event::Named`] question; `Handled` if any module said yes.
     pub async fn ask(self: &Arc<Self>, name: &'static str, st: &mut Stanza) -> Flow {
         self.fire(&Event::Named(name), &Origin::Local, st).await
-    }
-
-    /// Publishes an [`Event::Named`] announcement: something happened that other modules may
-    /// act on (e.g. "vcard.changed"). Unlike [`Router::ask`], every hooked module runs,
-    /// whatever it answers.
-    pub async fn announce(self: &Arc<Self>, name: &'static str, st: &mut Stanza) {
-        let event = Event::Named(name);
-        let ctx = Ctx {
-            router: self,
-            origin: &Origin::Local,
-        };
-        for m in self.hooks.handlers(&event) {
-            m.on_stanza(&event, &ctx, st).await;
-        }
     }
 
     async fn fire(self: &Arc<Self>, event: &Event, origin: &Origin, st: &mut Stanza) -> Flow {
