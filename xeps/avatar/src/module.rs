@@ -66,7 +66,10 @@ impl AvatarModule {
                 h
             }
             Err(e) => {
+                // Remembered as unknown, so a broken vCard store costs one warning per login,
+                // not one per presence.
                 warn!(jid = %account, "cannot read the vCard for the presence avatar hash: {e}");
+                self.remember(account, None);
                 None
             }
         }

@@ -266,8 +266,8 @@ mod tests {
     }
 
     #[test]
-    fn sha1_matches_the_xep_0153_example_form() {
-        // SHA-1 of "abc" (FIPS 180 test vector), in the lowercase hex XEP-0153 uses.
+    fn sha1_is_lowercase_hex() {
+        // SHA-1 of "abc" (the FIPS 180 test vector), spelt the way XEP-0084 ids and XEP-0153 hashes are.
         assert_eq!(sha1_hex(b"abc"), "a9993e364706816aba3e25717850c26c9cd0d89d");
     }
 

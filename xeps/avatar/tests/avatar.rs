@@ -193,6 +193,25 @@ async fn pep_avatar_becomes_vcard_photo_and_presence_hash() {
     let stale = "<x xmlns='vcard-temp:x:update'><photo>ffff</photo></x>";
     let seen = photo_seen(&mut a, &mut b, stale, "p4").await;
     assert_eq!(seen.as_deref(), Some(id.as_str()));
+    // Directed presence too (XEP-0398 §4: "such as MUC joins").
+    a.send_str("<presence to='bob@localhost/b'><status>direct</status></presence>")
+        .await
+        .unwrap();
+    let p = b
+        .expect("directed presence", |e| {
+            e.name() == "presence"
+                && e.get_child("status", "jabber:client")
+                    .map(|s| s.text())
+                    .as_deref()
+                    == Some("direct")
+        })
+        .await
+        .unwrap();
+    let photo = p
+        .get_child("x", NS_UPDATE)
+        .and_then(|x| x.get_child("photo", NS_UPDATE))
+        .map(|p| p.text());
+    assert_eq!(photo.as_deref(), Some(id.as_str()), "{}", String::from(&p));
     let empty = "<x xmlns='vcard-temp:x:update'><photo/></x>";
     assert_eq!(
         photo_seen(&mut a, &mut b, empty, "p5").await.as_deref(),
