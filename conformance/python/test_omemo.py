@@ -39,6 +39,7 @@ A, B, C = "alice@localhost", "bob@localhost", "carol@localhost"
 NS_PUBSUB = "http://jabber.org/protocol/pubsub"
 NS_OWNER = "http://jabber.org/protocol/pubsub#owner"
 NS_EVENT = "http://jabber.org/protocol/pubsub#event"
+NS_ERRORS = "http://jabber.org/protocol/pubsub#errors"
 NS_DATA = "jabber:x:data"
 NS_OLD = oldmemo.oldmemo.NAMESPACE  # eu.siacs.conversations.axolotl
 NS_TWO = twomemo.twomemo.NAMESPACE  # urn:xmpp:omemo:2
@@ -112,10 +113,11 @@ class TestOmemo(XEP_0384):
 register_plugin(TestOmemo)
 
 
-async def omemo_client(h, jid: str) -> tuple[Client, int]:
+async def omemo_client(h, jid: str, *, preconditions_ok: bool = False) -> tuple[Client, int]:
     """Logged in with OMEMO, its data generated and published, caps (with the device list
     +notify interests the plugin added) announced, available. Returns the client and its
-    device id."""
+    device id. Refused pubsub requests fail the test, except `precondition-not-met` on a
+    publication when `preconditions_ok` (the plugin then reconfigures the node)."""
     c = h.client(jid, plugins=PLUGINS)
     initialized = asyncio.get_running_loop().create_future()
     c.add_event_handler("omemo_initialized",
@@ -126,7 +128,7 @@ async def omemo_client(h, jid: str) -> tuple[Client, int]:
     except asyncio.TimeoutError:
         raise AssertionError(f"{jid}: OMEMO not initialized within {INIT_WAIT}s (device list or "
                              "bundle upload failed?)") from None
-    assert_no_refused_requests(c)
+    assert_no_refused_requests(c, preconditions_ok)
     await c.plugin["xep_0115"].update_caps(broadcast=False)
     await c.roster_get()
     await c.presence()
@@ -135,7 +137,7 @@ async def omemo_client(h, jid: str) -> tuple[Client, int]:
     return c, own.device_id
 
 
-def assert_no_refused_requests(c: Client) -> None:
+def assert_no_refused_requests(c: Client, preconditions_ok: bool = False) -> None:
     """Every pubsub request of the client was accepted, except reading a node that does not
     exist yet (the plugin reads its own device lists before the first publication). The
     plugin retries refused publications with fewer options and gives up quietly on refused
@@ -148,8 +150,11 @@ def assert_no_refused_requests(c: Client) -> None:
         if ps is None and s.xml.find(q(NS_OWNER, "pubsub")) is None:
             continue  # not a pubsub request (e.g. the harness's barrier)
         reading = ps is not None and ps.find(q(NS_PUBSUB, "items")) is not None
-        if not (reading and error_condition(s)[1] == ["item-not-found"]):
-            refused.append(xml_str(s))
+        if reading and error_condition(s)[1] == ["item-not-found"]:
+            continue
+        if preconditions_ok and s.xml.find(f".//{q(NS_ERRORS, 'precondition-not-met')}") is not None:
+            continue
+        refused.append(xml_str(s))
     assert not refused, f"{c.boundjid}: refused pubsub requests:\n  " + "\n  ".join(refused)
 
 
@@ -374,5 +379,35 @@ def test_omemo_to_a_stranger_through_open_nodes(server):
         assert m["from"] == C, xml_str(m)
         assert_no_refused_requests(a)
         assert_no_refused_requests(c)
+
+    run(t, server, timeout=120)
+
+
+def test_omemo_reconfigures_a_device_list_node_made_without_options(server):
+    """An account whose device list node exists with the PEP default (presence access), e.g.
+    from an older client: the plugin's publish with `access_model=open` hits
+    `precondition-not-met` (XEP-0223 §3), reconfigures the node as its owner (XEP-0060 §8.2)
+    and publishes again — and a stranger can then read the list."""
+
+    async def t(h):
+        old = h.client(f"{A}/old", plugins=("xep_0030", "xep_0004", "xep_0060"))
+        await old.start_session()
+        stale = ET.Element(q(NS_OLD, "list"))
+        ET.SubElement(stale, q(NS_OLD, "device"), {"id": "1"})
+        await old.plugin["xep_0060"].publish(None, OLD_DEVICES, id="current", payload=stale)
+        assert (await node_config(old, OLD_DEVICES))["pubsub#access_model"] == ["presence"]
+        await old.close()
+
+        a, a_dev = await omemo_client(h, f"{A}/phone", preconditions_ok=True)
+        c, _ = await omemo_client(h, f"{C}/desk")
+        cfg = await node_config(a, OLD_DEVICES)
+        assert cfg["pubsub#access_model"] == ["open"], cfg
+        got = await items(c, A, OLD_DEVICES)
+        assert a_dev in device_ids_in(got[0]) and 1 in device_ids_in(got[0]), xml_str(got[0])
+        # The precondition failure really happened and was the only refusal.
+        refused = [s for s in a.received.seen if s.xml.tag == q("jabber:client", "iq")
+                   and s["type"] == "error"
+                   and s.xml.find(f".//{q(NS_ERRORS, 'precondition-not-met')}") is not None]
+        assert refused, "expected a precondition-not-met on the old node"
 
     run(t, server, timeout=120)
