@@ -175,19 +175,27 @@ impl Entity<'_> {
         drop(_guard);
         self.notify_item(req.node, &rec, &item).await;
         if let EntityKind::Pep(account) = &self.kind {
-            self.announce_published(account, req.node, &item).await;
+            let payload = req.item.and_then(|i| i.children().next());
+            self.announce_published(account, req.node, &item, payload)
+                .await;
         }
         Ok(id)
     }
 
     /// Announces [`EVENT_PEP_PUBLISHED`] for an item published on an account's PEP service.
-    async fn announce_published(&self, account: &BareJid, node: &str, item: &StoredItem) {
+    async fn announce_published(
+        &self,
+        account: &BareJid,
+        node: &str,
+        item: &StoredItem,
+        payload: Option<&Element>,
+    ) {
         let mut el = Element::builder("item", NS_EVENT)
             .a("id", item.id.as_str())
             .a("publisher", item.publisher.as_str())
             .build();
-        if let Some(p) = item.payload_element() {
-            el.append_child(p);
+        if let Some(p) = payload {
+            el.append_child(p.clone());
         }
         let items = Element::builder("items", NS_EVENT)
             .a("node", node)
