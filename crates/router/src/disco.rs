@@ -1,10 +1,14 @@
 //! XEP-0030: Service Discovery for the server and for accounts, aggregating the features
-//! every loaded module declares (DESIGN.md §2: disco aggregation lives in the router).
+//! every loaded module declares (DESIGN.md §2: disco aggregation lives in the router), and
+//! the server's XEP-0115 capabilities: a `<c/>` stream feature (§6.3) whose `ver` hashes the
+//! host's disco#info, which is also answered under the node `CAPS_NODE#ver` (§6.2).
 
 use async_trait::async_trait;
 use minidom::Element;
 
+use crate::caps::{self, NS_CAPS};
 use crate::module::{Ctx, Event, Flow, Hooks, Module, Spec, Target};
+use crate::router::Router;
 use crate::stanza::{Condition, Stanza, StanzaError};
 use crate::xml::BuilderExt;
 
@@ -17,6 +21,51 @@ pub const NS_ITEMS: &str = "http://jabber.org/protocol/disco#items";
 pub const NS_SERVERINFO: &str = "http://jabber.org/network/serverinfo";
 /// XEP-0004 data forms.
 pub const NS_DATA: &str = "jabber:x:data";
+
+/// The XEP-0115 `node` of the server's capabilities: a URI naming the software (§4).
+pub const CAPS_NODE: &str = "https://tern.example/caps";
+
+/// The server's identity: category, type, name.
+const SERVER_IDENTITY: (&str, &str, &str) = ("server", "im", "Tern");
+
+impl Router {
+    /// The hosts' disco#info `<query/>`: the server identity, every module's features and
+    /// XEP-0128 forms (every host serves the same modules).
+    pub fn host_info(&self) -> Element {
+        let (category, type_, name) = SERVER_IDENTITY;
+        let mut q = Element::builder("query", NS_INFO).build();
+        q.append_child(identity(category, type_, Some(name)));
+        for f in self.features() {
+            q.append_child(feature(f));
+        }
+        for form in self.host_forms() {
+            q.append_child(form);
+        }
+        q
+    }
+
+    /// XEP-0115 §6.3: the `<c/>` stream feature for [`Router::host_info`]; none when no module
+    /// answers disco#info (nobody could check it).
+    pub fn caps_feature(&self) -> Option<Element> {
+        self.caps
+            .get_or_init(|| {
+                self.features().contains(&NS_INFO).then(|| {
+                    Element::builder("c", NS_CAPS)
+                        .a("hash", "sha-1")
+                        .a("node", CAPS_NODE)
+                        .a("ver", caps::ver(&self.host_info()))
+                        .build()
+                })
+            })
+            .clone()
+    }
+
+    /// `CAPS_NODE#ver`, the node under which [`Router::host_info`] is also answered.
+    fn caps_node(&self) -> Option<String> {
+        let c = self.caps_feature()?;
+        Some(format!("{CAPS_NODE}#{}", c.attr("ver")?))
+    }
+}
 
 /// Answers disco#info and disco#items for hosts and accounts.
 #[derive(Default)]
@@ -88,7 +137,12 @@ impl Module for DiscoModule {
     }
 
     fn features(&self) -> Vec<&'static str> {
-        vec![NS_INFO, NS_ITEMS]
+        // XEP-0115 §9: the server publishes its own capabilities (stream feature).
+        vec![NS_INFO, NS_ITEMS, NS_CAPS]
+    }
+
+    fn host_forms(&self) -> Vec<Element> {
+        self.host_forms.clone()
     }
 
     fn register(&self, hooks: &mut Hooks) {
@@ -108,8 +162,18 @@ impl Module for DiscoModule {
                 .await;
             return Flow::Handled;
         }
-        // XEP-0030 §3.2/§4.2: an unknown node is item-not-found.
-        if st.iq_payload().and_then(|q| q.attr("node")).is_some() {
+        if let Some(node) = st.iq_payload().and_then(|q| q.attr("node")) {
+            // XEP-0115 §6.2: the capabilities node answers what the ver was computed from.
+            if *target == Target::Host
+                && ns == NS_INFO
+                && ctx.router.caps_node().as_deref() == Some(node)
+            {
+                let mut q = ctx.router.host_info();
+                crate::xml::set_attr(&mut q, "node", Some(node));
+                ctx.router.reply_result(st, Some(q)).await;
+                return Flow::Handled;
+            }
+            // XEP-0030 §3.2/§4.2: an unknown node is item-not-found.
             ctx.router
                 .bounce(st, StanzaError::new(Condition::ItemNotFound))
                 .await;
@@ -118,15 +182,7 @@ impl Module for DiscoModule {
         let mut q = Element::builder("query", ns.as_str()).build();
         if ns == NS_INFO {
             match target {
-                Target::Host => {
-                    q.append_child(identity("server", "im", Some("Tern")));
-                    for f in ctx.router.features() {
-                        q.append_child(feature(f));
-                    }
-                    for form in &self.host_forms {
-                        q.append_child(form.clone());
-                    }
-                }
+                Target::Host => q = ctx.router.host_info(),
                 _ => {
                     q.append_child(identity("account", "registered", None));
                     for (category, type_) in ctx.router.account_identities() {

@@ -6,9 +6,13 @@
 //! session registry behind a trait a cluster can replace; [`router`] classification of the
 //! addressee and the default delivery rules of RFC 6120 §10 and RFC 6121 §8.5; [`xml`] small
 //! element helpers; [`disco`] XEP-0030 for hosts and accounts over the modules' features;
-//! [`service`] the domain → service table (MUC, PubSub, components) routing consults.
+//! [`service`] the domain → service table (MUC, PubSub, components) routing consults;
+//! [`local`] server-internal IQ requests answered in-process (`Router::request`); [`caps`]
+//! XEP-0115 verification strings.
 
+pub mod caps;
 pub mod disco;
+pub mod local;
 pub mod module;
 pub mod registry;
 pub mod router;
@@ -18,6 +22,7 @@ pub mod time;
 pub mod xml;
 
 pub use jid::{BareJid, FullJid, Jid};
+pub use local::RequestError;
 pub use module::{Ctx, Event, Flow, Hooks, Module, Origin, PreAuth, SessionEvent, Spec, Target};
 pub use registry::{
     LocalRegistry, Outbound, PresenceState, SessionHandle, SessionRegistry, SharedStanza,

@@ -141,6 +141,12 @@ pub trait Module: Send + Sync + 'static {
         Vec::new()
     }
 
+    /// XEP-0128 extended-information forms this module adds to the hosts' disco#info (e.g.
+    /// XEP-0157 contact addresses); they count in the server's XEP-0115 `ver` too.
+    fn host_forms(&self) -> Vec<Element> {
+        Vec::new()
+    }
+
     /// Features this module adds to every local account's bare JID (XEP-0030 disco#info to
     /// `user@host`), e.g. XEP-0313's `urn:xmpp:mam:2` for the account's archive.
     fn account_features(&self) -> Vec<&'static str> {

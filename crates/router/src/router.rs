@@ -13,6 +13,7 @@ use tracing::{debug, warn};
 
 use tern_storage::Storage;
 
+use crate::local::Pending;
 use crate::module::{Ctx, Event, Flow, Hooks, Module, Origin, PreAuth, SessionEvent, Target};
 use crate::registry::{SessionHandle, SessionRegistry};
 use crate::service::{Service, Services};
@@ -33,10 +34,14 @@ pub struct Router {
     hosts: HashSet<String>,
     storage: Storage,
     registry: Arc<dyn SessionRegistry>,
-    hooks: Hooks,
+    pub(crate) hooks: Hooks,
     modules: Vec<Arc<dyn Module>>,
     remote: Option<Arc<dyn RemoteRoute>>,
     services: Services,
+    /// Server-internal requests awaiting their response (`local.rs`).
+    pub(crate) pending: Pending,
+    /// The server's XEP-0115 `<c/>`, computed once the modules are known (`disco.rs`).
+    pub(crate) caps: std::sync::OnceLock<Option<Element>>,
 }
 
 /// Assembles a [`Router`] at start-up.
@@ -88,6 +93,8 @@ impl RouterBuilder {
             modules: self.modules,
             remote: self.remote,
             services: self.services,
+            pending: Pending::default(),
+            caps: std::sync::OnceLock::new(),
         })
     }
 }
@@ -145,6 +152,11 @@ impl Router {
         v.sort_unstable();
         v.dedup();
         v
+    }
+
+    /// XEP-0128 forms of the hosts' disco#info from all loaded modules.
+    pub fn host_forms(&self) -> Vec<Element> {
+        self.modules.iter().flat_map(|m| m.host_forms()).collect()
     }
 
     /// Disco features of local accounts from all loaded modules, sorted and deduplicated.
@@ -220,20 +232,24 @@ impl Router {
         Some(m.on_preauth_iq(self, info, iq).await)
     }
 
-    /// Pre-authentication stream features from modules.
+    /// Pre-authentication stream features from modules, and the server's XEP-0115
+    /// capabilities (`disco.rs`).
     pub fn preauth_features(&self, info: &PreAuth) -> Vec<Element> {
         self.hooks
             .preauth_feature_modules()
             .iter()
             .flat_map(|m| m.preauth_features(info))
+            .chain(self.caps_feature())
             .collect()
     }
 
-    /// Authenticated-stream features from all modules.
+    /// Authenticated-stream features from all modules, and the server's XEP-0115
+    /// capabilities (`disco.rs`).
     pub fn session_features(&self) -> Vec<Element> {
         self.modules
             .iter()
             .flat_map(|m| m.session_features())
+            .chain(self.caps_feature())
             .collect()
     }
 
@@ -285,6 +301,13 @@ impl Router {
     }
 
     async fn route_inner(self: &Arc<Self>, origin: Origin, mut st: Stanza) {
+        if matches!(origin, Origin::Local) {
+            if let Some(waiting) = self.pending.take(&st) {
+                // The asker may have given up (timeout) meanwhile; nothing to do then.
+                let _ = waiting.send(st);
+                return;
+            }
+        }
         if self.fire(&Event::Routing(st.kind), &origin, &mut st).await == Flow::Handled {
             return;
         }

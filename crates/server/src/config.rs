@@ -64,6 +64,8 @@ pub struct Config {
     pub component_listener: tern_component::ListenerSection,
     /// Multi-user chat (XEP-0045), on by default.
     pub muc: tern_muc::MucConfig,
+    /// XEP-0398 avatar conversion and XEP-0153 hashes in presence.
+    pub avatar: tern_avatar::AvatarConfig,
 }
 
 /// `[upload]`: XEP-0363 HTTP File Upload, served by the HTTP listener.
@@ -532,6 +534,7 @@ impl Config {
         }
         self.pubsub.validate().map_err(anyhow::Error::msg)?;
         self.muc.validate()?;
+        self.avatar.validate().map_err(anyhow::Error::msg)?;
         match self.storage.synchronous.as_str() {
             "full" | "normal" => {}
             s => bail!("storage.synchronous = {s:?}: expected \"full\" or \"normal\""),

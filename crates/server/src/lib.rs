@@ -169,6 +169,9 @@ pub async fn start(config: &Config) -> Result<Running> {
     for m in &muc {
         builder = builder.service(m.domain(), Arc::new(m.clone()));
     }
+    if config.avatar.pep_vcard_conversion {
+        builder = builder.module(Arc::new(tern_avatar::AvatarModule::new(&config.avatar)));
+    }
     let router = builder
         .module(Arc::new(tern_roster::RosterModule::new(
             tern_roster::RosterConfig {

@@ -8,12 +8,10 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use base64::Engine;
 use jid::{BareJid, FullJid};
 use minidom::Element;
-use sha1::{Digest, Sha1};
 
-use crate::ns::{NS_CAPS, NS_DATA, NS_DISCO_INFO};
+use crate::ns::{NS_CAPS, NS_DISCO_INFO};
 
 /// A client's disco#info features.
 pub type Features = HashSet<String>;
@@ -221,80 +219,9 @@ impl Caps {
     }
 }
 
-/// XEP-0115 §5.1 verification string hashed with SHA-1, base64-encoded.
-pub fn compute_ver(query: &Element) -> String {
-    let mut ids: Vec<String> = query
-        .children()
-        .filter(|c| c.is("identity", NS_DISCO_INFO))
-        .map(|i| {
-            format!(
-                "{}/{}/{}/{}",
-                i.attr("category").unwrap_or(""),
-                i.attr("type").unwrap_or(""),
-                i.attr("xml:lang").unwrap_or(""),
-                i.attr("name").unwrap_or("")
-            )
-        })
-        .collect();
-    ids.sort();
-    let mut feats: Vec<&str> = query
-        .children()
-        .filter(|c| c.is("feature", NS_DISCO_INFO))
-        .filter_map(|f| f.attr("var"))
-        .collect();
-    feats.sort_unstable();
-    let mut s = String::new();
-    for i in &ids {
-        s.push_str(i);
-        s.push('<');
-    }
-    for f in &feats {
-        s.push_str(f);
-        s.push('<');
-    }
-    let mut forms: Vec<(String, String)> = query
-        .children()
-        .filter(|c| c.is("x", NS_DATA))
-        .filter_map(form_string)
-        .collect();
-    forms.sort();
-    for (_, f) in forms {
-        s.push_str(&f);
-    }
-    base64::engine::general_purpose::STANDARD.encode(Sha1::digest(s.as_bytes()))
-}
-
-/// One extended form's part of the string (§5.1 step 7), keyed by its FORM_TYPE for sorting.
-fn form_string(x: &Element) -> Option<(String, String)> {
-    let mut form_type = None;
-    let mut fields: Vec<(String, Vec<String>)> = Vec::new();
-    for f in x.children().filter(|c| c.is("field", NS_DATA)) {
-        let var = f.attr("var")?.to_owned();
-        let mut values: Vec<String> = f
-            .children()
-            .filter(|v| v.is("value", NS_DATA))
-            .map(|v| v.text())
-            .collect();
-        if var == "FORM_TYPE" {
-            form_type = values.pop();
-        } else {
-            values.sort();
-            fields.push((var, values));
-        }
-    }
-    let form_type = form_type?;
-    fields.sort();
-    let mut s = format!("{form_type}<");
-    for (var, values) in fields {
-        s.push_str(&var);
-        s.push('<');
-        for v in values {
-            s.push_str(&v);
-            s.push('<');
-        }
-    }
-    Some((form_type, s))
-}
+/// XEP-0115 §5.1 verification string hashed with SHA-1, base64-encoded (shared with the
+/// server's own capabilities, so both sides hash alike).
+pub use tern_router::caps::ver as compute_ver;
 
 #[cfg(test)]
 mod tests {
@@ -312,6 +239,50 @@ mod tests {
             .parse()
             .unwrap();
         assert_eq!(compute_ver(&q), "QgayPKawpkPSDYmwT/WM94uAlu0=");
+    }
+
+    /// A client whose identities carry xml:lang (XEP-0115 §5.3) is verified, not just believed
+    /// for itself: its features are shared by every JID announcing the same ver.
+    #[test]
+    fn identities_with_xml_lang_verify() {
+        let caps = Caps::new(10);
+        let owner = BareJid::new("a@h").unwrap();
+        let (b1, b2) = (
+            FullJid::new("b@h/1").unwrap(),
+            FullJid::new("b@h/2").unwrap(),
+        );
+        // XEP-0115 §5.3's example as a client sends it, with the ver it announces.
+        let q: Element = "<query xmlns='http://jabber.org/protocol/disco#info'>\
+            <identity xml:lang='en' category='client' name='Psi 0.11' type='pc'/>\
+            <identity xml:lang='el' category='client' name='Ψ 0.11' type='pc'/>\
+            <feature var='http://jabber.org/protocol/caps'/>\
+            <feature var='http://jabber.org/protocol/disco#info'/>\
+            <feature var='http://jabber.org/protocol/disco#items'/>\
+            <feature var='http://jabber.org/protocol/muc'/>\
+            <x xmlns='jabber:x:data' type='result'>\
+            <field var='FORM_TYPE' type='hidden'><value>urn:xmpp:dataforms:softwareinfo</value></field>\
+            <field var='ip_version'><value>ipv4</value><value>ipv6</value></field>\
+            <field var='os'><value>Mac</value></field>\
+            <field var='os_version'><value>10.5.1</value></field>\
+            <field var='software'><value>Psi</value></field>\
+            <field var='software_version'><value>0.11</value></field></x></query>"
+            .parse()
+            .unwrap();
+        let ver = "q07IKJEyjvHSyhy//CH0CxmKi8w=";
+        let pres: Element = format!(
+            "<presence xmlns='jabber:client'><c xmlns='{NS_CAPS}' hash='sha-1' node='n' ver='{ver}'/></presence>"
+        )
+        .parse()
+        .unwrap();
+        let Next::Query { id, .. } = caps.available(&owner, &b1, &pres) else {
+            panic!("expected a query");
+        };
+        assert_eq!(caps.available(&owner, &b2, &pres), Next::Nothing);
+        assert_eq!(
+            caps.response(&id, &b1, Some(&q)).len(),
+            2,
+            "both JIDs learnt"
+        );
     }
 
     #[test]

@@ -6,7 +6,8 @@ use minidom::Element;
 
 use tern_router::time::now_micros;
 use tern_router::xml::BuilderExt;
-use tern_router::Condition;
+use tern_router::{Condition, Kind, Stanza};
+use tern_stream::NS_CLIENT;
 
 use crate::engine::{Entity, EntityKind};
 use crate::error::{PsError, PsResult};
@@ -14,6 +15,12 @@ use crate::forms::{self, parse_bool, Field, Form};
 use crate::node::{Affiliation, NodeRecord, PublishModel, SendLast, Subscription};
 use crate::ns::{FORM_PUBLISH_OPTIONS, FORM_SUBSCRIBE_OPTIONS, NS_EVENT};
 use crate::store::{to_xml, StoredItem};
+
+/// The announcement made after an item was published on an account's PEP service
+/// (docs/hooks.md): the stanza is a headline message from the account to itself carrying the
+/// notification `<event/>` with the item, its payload and its `publisher`, whatever the node's
+/// delivery settings. XEP-0398 avatar conversion listens to it.
+pub const EVENT_PEP_PUBLISHED: &str = "pep.published";
 
 /// A publish request, as read from the wire.
 pub struct Publish<'e> {
@@ -167,7 +174,40 @@ impl Entity<'_> {
         store.publish(req.node, &item, keep).await?;
         drop(_guard);
         self.notify_item(req.node, &rec, &item).await;
+        if let EntityKind::Pep(account) = &self.kind {
+            let payload = req.item.and_then(|i| i.children().next());
+            self.announce_published(account, req.node, &item, payload)
+                .await;
+        }
         Ok(id)
+    }
+
+    /// Announces [`EVENT_PEP_PUBLISHED`] for an item published on an account's PEP service.
+    async fn announce_published(
+        &self,
+        account: &BareJid,
+        node: &str,
+        item: &StoredItem,
+        payload: Option<&Element>,
+    ) {
+        let mut el = Element::builder("item", NS_EVENT)
+            .a("id", item.id.as_str())
+            .a("publisher", item.publisher.as_str())
+            .build();
+        if let Some(p) = payload {
+            el.append_child(p.clone());
+        }
+        let items = Element::builder("items", NS_EVENT)
+            .a("node", node)
+            .append(el)
+            .build();
+        let msg = Element::builder("message", NS_CLIENT)
+            .a("type", "headline")
+            .append(Element::builder("event", NS_EVENT).append(items).build())
+            .build();
+        let me = Jid::from(account.clone());
+        let mut st = Stanza::new(Kind::Message, me.clone(), Some(me), msg);
+        self.router.announce(EVENT_PEP_PUBLISHED, &mut st).await;
     }
 
     /// XEP-0060 §7.2: deletes an item, notifying when asked to (`notify` attribute) or when

@@ -3,6 +3,9 @@
 //! An account sets and reads its own vCard with IQs to its bare JID (or without `to`); anyone
 //! may read an account's vCard, which is public profile data by design (§3.2). The vCard is
 //! kept verbatim in the `KeyVal` store ("vcard"); the server does not interpret it.
+//!
+//! After a vCard is stored the module announces [`EVENT_CHANGED`] (docs/hooks.md), so that
+//! others (XEP-0398 avatar conversion) can follow changes without knowing this module.
 
 use async_trait::async_trait;
 use minidom::Element;
@@ -10,11 +13,16 @@ use tern_router::Spec;
 use tracing::{info, warn};
 
 use tern_router::{
-    BareJid, Condition, Ctx, ErrorType, Event, Flow, Hooks, Module, Stanza, StanzaError, Target,
+    BareJid, Condition, Ctx, ErrorType, Event, Flow, Hooks, Kind, Module, Stanza, StanzaError,
+    Target,
 };
 
 /// The vcard-temp namespace.
 pub const NS_VCARD: &str = "vcard-temp";
+/// The announcement made after an account's vCard was replaced or removed: the stanza is the
+/// `set` request as received (`from` the requester, `to` the account's bare JID, the new
+/// `<vCard/>` as payload; an empty one means the vCard was removed).
+pub const EVENT_CHANGED: &str = "vcard.changed";
 /// KeyVal store name.
 const STORE: &str = "vcard";
 
@@ -99,7 +107,19 @@ impl Module for VcardModule {
 
     async fn on_stanza(&self, _event: &Event, ctx: &Ctx<'_>, st: &mut Stanza) -> Flow {
         match self.handle(ctx, st).await {
-            Ok(payload) => ctx.router.reply_result(st, payload).await,
+            Ok(payload) => {
+                ctx.router.reply_result(st, payload).await;
+                if st.type_() == "set" {
+                    let owner = st
+                        .to
+                        .as_ref()
+                        .map(|t| t.to_bare())
+                        .unwrap_or_else(|| st.from.to_bare());
+                    let mut changed =
+                        Stanza::new(Kind::Iq, st.from.clone(), Some(owner.into()), st.el.clone());
+                    ctx.router.announce(EVENT_CHANGED, &mut changed).await;
+                }
+            }
             Err(e) => ctx.router.bounce(st, e).await,
         }
         Flow::Handled
