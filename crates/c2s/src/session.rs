@@ -91,6 +91,8 @@ struct Session {
     paused_until: Option<tokio::time::Instant>,
     last_read: Instant,
     last_write: Instant,
+    /// A XEP-0199 ping went out since the client last sent anything.
+    pinged: bool,
     resume_rx: Option<mpsc::Receiver<ResumeRequest>>,
     detached_until: Option<tokio::time::Instant>,
 }
@@ -122,6 +124,7 @@ pub(crate) async fn run(
         paused_until: None,
         last_read: Instant::now(),
         last_write: Instant::now(),
+        pinged: false,
         resume_rx: None,
         detached_until: None,
     };
@@ -189,6 +192,7 @@ impl Session {
                     match r {
                         Ok(n) => {
                             self.last_read = Instant::now();
+                            self.pinged = false;
                             self.paused_until = self.limiter.take(n, self.last_read).map(|d| tokio::time::Instant::now() + d);
                         }
                         // Events framed before the error are handled first; the reader
@@ -206,6 +210,15 @@ impl Session {
                         self.out.error(&StreamError::with_text(Sec::ConnectionTimeout, "idle for too long"));
                         return End::Error(Sec::ConnectionTimeout);
                     }
+                    // XEP-0199 §4.2: halfway to the idle timeout (and at least two ticks
+                    // before it), ask the client for an answer; a live one replies and
+                    // stays, a dead one times out.
+                    let idle = self.c2s.config.idle_timeout;
+                    let ping_after = (idle / 2).min(idle.saturating_sub(2 * self.c2s.config.keepalive_interval));
+                    if !self.pinged && self.last_read.elapsed() >= ping_after {
+                        self.pinged = true;
+                        self.out.write_stanza(Item::Own(self.ping()));
+                    }
                     // RFC 6120 §4.6.1: whitespace keeps NATs open and detects dead peers.
                     if self.last_write.elapsed() >= self.c2s.config.keepalive_interval {
                         match &self.out.sm {
@@ -216,6 +229,18 @@ impl Session {
                 }
             }
         }
+    }
+
+    /// A XEP-0199 ping from the server to this session's client.
+    fn ping(&self) -> Element {
+        let jid = self.handle.jid();
+        Element::builder("iq", tern_stream::NS_CLIENT)
+            .a("type", "get")
+            .a("id", format!("tern-ping-{}", self.handle.id()))
+            .a("from", jid.domain().as_str())
+            .a("to", jid.as_str())
+            .append(Element::bare("ping", "urn:xmpp:ping"))
+            .build()
     }
 
     /// Handles every event already parsed.
@@ -424,6 +449,7 @@ impl Session {
         self.detached_until = None;
         self.handle.set_flag(tern_router::FLAG_DETACHED, false);
         self.last_read = Instant::now();
+        self.pinged = false;
     }
 
     /// Ends the session for good: unregister, close the stream, tell modules, and hand back
