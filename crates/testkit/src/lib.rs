@@ -18,6 +18,14 @@ use tokio::net::TcpStream;
 use tern_server::{Config, Running};
 use tern_stream::{StreamEvent, StreamReader, NS_CLIENT};
 
+/// The defined condition of a stanza error (RFC 6120 §8.3), e.g. `"item-not-found"`.
+pub fn error_condition(e: &Element) -> Option<String> {
+    let err = e.get_child("error", NS_CLIENT)?;
+    err.children()
+        .find(|c| c.ns() == "urn:ietf:params:xml:ns:xmpp-stanzas" && c.name() != "text")
+        .map(|c| c.name().to_owned())
+}
+
 /// A running in-process server and the files it uses.
 pub struct TestServer {
     /// The server.

@@ -4,16 +4,9 @@
 use std::time::Duration;
 
 use minidom::Element;
-use tern_testkit::{RawClient, TestServer};
+use tern_testkit::{error_condition as condition, RawClient, TestServer};
 
 const NS: &str = "urn:xmpp:blocking";
-
-fn condition(e: &Element) -> Option<String> {
-    let err = e.get_child("error", "jabber:client")?;
-    err.children()
-        .find(|c| c.ns() == "urn:ietf:params:xml:ns:xmpp-stanzas" && c.name() != "text")
-        .map(|c| c.name().to_owned())
-}
 
 fn chat(to: &str, id: &str) -> String {
     format!("<message to='{to}' type='chat' id='{id}'><body>hi {id}</body></message>")

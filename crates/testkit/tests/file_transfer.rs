@@ -4,21 +4,13 @@
 
 use std::time::Duration;
 
-use minidom::Element;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use tern_file_transfer::proxy65::dst_hash;
-use tern_testkit::{RawClient, TestServer};
+use tern_testkit::{error_condition as condition, RawClient, TestServer};
 
 const BS: &str = "http://jabber.org/protocol/bytestreams";
-
-fn condition(e: &Element) -> Option<String> {
-    let err = e.get_child("error", "jabber:client")?;
-    err.children()
-        .find(|c| c.ns() == "urn:ietf:params:xml:ns:xmpp-stanzas" && c.name() != "text")
-        .map(|c| c.name().to_owned())
-}
 
 async fn socks_connect(addr: &str, hash: &str) -> TcpStream {
     let mut s = TcpStream::connect(addr).await.unwrap();

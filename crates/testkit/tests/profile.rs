@@ -1,14 +1,7 @@
 //! XEP-0054 vcard-temp, XEP-0012 last activity and XEP-0092 disclosure end to end.
 
 use minidom::Element;
-use tern_testkit::{RawClient, TestServer};
-
-fn condition(e: &Element) -> Option<String> {
-    let err = e.get_child("error", "jabber:client")?;
-    err.children()
-        .find(|c| c.ns() == "urn:ietf:params:xml:ns:xmpp-stanzas" && c.name() != "text")
-        .map(|c| c.name().to_owned())
-}
+use tern_testkit::{error_condition as condition, RawClient, TestServer};
 
 #[tokio::test]
 async fn vcard_set_get_limits_and_permissions() {

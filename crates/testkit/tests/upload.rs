@@ -9,16 +9,9 @@ use sha2::{Digest, Sha256};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use tern_testkit::{client_tls, RawClient, TestServer};
+use tern_testkit::{client_tls, error_condition as condition, RawClient, TestServer};
 
 const UP: &str = "urn:xmpp:http:upload:0";
-
-fn condition(e: &Element) -> Option<String> {
-    let err = e.get_child("error", "jabber:client")?;
-    err.children()
-        .find(|c| c.ns() == "urn:ietf:params:xml:ns:xmpp-stanzas" && c.name() != "text")
-        .map(|c| c.name().to_owned())
-}
 
 /// One HTTP/1.1 request over TLS to the test server; returns (status, headers, body).
 async fn https(

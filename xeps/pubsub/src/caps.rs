@@ -227,20 +227,6 @@ pub use tern_router::caps::ver as compute_ver;
 mod tests {
     use super::*;
 
-    /// XEP-0115 §5.2 simple generation example.
-    #[test]
-    fn ver_of_the_spec_example() {
-        let q: Element = "<query xmlns='http://jabber.org/protocol/disco#info'>\
-            <identity category='client' name='Exodus 0.9.1' type='pc'/>\
-            <feature var='http://jabber.org/protocol/caps'/>\
-            <feature var='http://jabber.org/protocol/disco#info'/>\
-            <feature var='http://jabber.org/protocol/disco#items'/>\
-            <feature var='http://jabber.org/protocol/muc'/></query>"
-            .parse()
-            .unwrap();
-        assert_eq!(compute_ver(&q), "QgayPKawpkPSDYmwT/WM94uAlu0=");
-    }
-
     /// A client whose identities carry xml:lang (XEP-0115 §5.3) is verified, not just believed
     /// for itself: its features are shared by every JID announcing the same ver.
     #[test]
