@@ -6,8 +6,10 @@
 //! session registry behind a trait a cluster can replace; [`router`] classification of the
 //! addressee and the default delivery rules of RFC 6120 §10 and RFC 6121 §8.5; [`xml`] small
 //! element helpers; [`disco`] XEP-0030 for hosts and accounts over the modules' features;
-//! [`service`] the domain → service table (MUC, PubSub, components) routing consults.
+//! [`service`] the domain → service table (MUC, PubSub, components) routing consults;
+//! [`cache`] a read cache for per-account module state kept in storage.
 
+pub mod cache;
 pub mod disco;
 pub mod module;
 pub mod registry;
@@ -17,6 +19,7 @@ pub mod stanza;
 pub mod time;
 pub mod xml;
 
+pub use cache::AccountCache;
 pub use jid::{BareJid, FullJid, Jid};
 pub use module::{Ctx, Event, Flow, Hooks, Module, Origin, PreAuth, SessionEvent, Target};
 pub use registry::{
