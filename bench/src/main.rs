@@ -244,6 +244,7 @@ async fn main() -> anyhow::Result<()> {
         return load::idle::worker(a, &spec).await;
     }
     let c = &cli.common;
+    load::start_load();
     let dir = c.dir.clone().unwrap_or_else(std::env::temp_dir);
     std::fs::create_dir_all(&dir)?;
     if cfg!(debug_assertions) {

@@ -78,9 +78,17 @@ impl LoadArgs {
         m.insert("scenario".into(), scenario.into());
         m.insert("server".into(), self.label.clone().into());
         m.insert("mech".into(), self.mech.name().into());
-        m.insert("loadavg_start".into(), crate::common::loadavg().into());
+        m.insert("loadavg_start".into(), start_load().into());
+        m.insert("machine".into(), crate::common::machine_facts());
         m
     }
+}
+
+/// The load average when the scenario started (the first call fixes it; `main` calls it
+/// before the scenario runs).
+pub fn start_load() -> String {
+    static START: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    START.get_or_init(crate::common::loadavg).clone()
 }
 
 /// Account name `n` of a series (`u17`).

@@ -36,6 +36,10 @@ pub struct PresenceArgs {
     /// Presence changes by every user, one after the other.
     #[arg(long, default_value_t = 3)]
     pub rounds: usize,
+    /// Subscription requests per second, all users together, while rosters are built (a
+    /// burst of 100,000 at once takes some servers minutes to dig out of).
+    #[arg(long, default_value_t = 1000.0)]
+    pub setup_rate: f64,
     /// Silence that ends a round (or the roster setup) early, in seconds.
     #[arg(long, default_value_t = 3)]
     pub quiet_secs: u64,
@@ -75,12 +79,16 @@ async fn run_user(
     contacts: Vec<String>,
     mut steps: watch::Receiver<Step>,
     shared: Arc<Shared>,
+    setup_period: Duration,
 ) -> Result<()> {
     let wanted: HashSet<&str> = contacts.iter().map(String::as_str).collect();
     let mut both: HashSet<String> = HashSet::new();
     let mut step = Step::Wait;
     let mut tag = String::new();
     let mut replies = Vec::<u8>::new();
+    // Subscription requests still to send, one per tick (the setup is paced).
+    let mut to_ask: Vec<String> = Vec::new();
+    let mut ask_tick: Option<tokio::time::Interval> = None;
     // The server reflects our own change to us (RFC 6121 §4.2.2); only contacts' count.
     let me = c
         .jid
@@ -141,6 +149,17 @@ async fn run_user(
                     replies.clear();
                 }
             }
+            _ = async {
+                match ask_tick.as_mut() {
+                    Some(t) => t.tick().await,
+                    None => std::future::pending().await,
+                }
+            } => {
+                match to_ask.pop() {
+                    Some(j) => c.send(format!("<presence type='subscribe' to='{j}'/>").as_bytes()).await?,
+                    None => ask_tick = None,
+                }
+            }
             ch = steps.changed() => {
                 if ch.is_err() {
                     break;
@@ -152,15 +171,10 @@ async fn run_user(
                 step = s;
                 match step {
                     Step::Subscribe => {
-                        let mut out = String::new();
-                        for j in &contacts {
-                            if !both.contains(j) {
-                                out.push_str(&format!("<presence type='subscribe' to='{j}'/>"));
-                            }
-                        }
-                        if !out.is_empty() {
-                            c.send(out.as_bytes()).await?;
-                        }
+                        to_ask = contacts.iter().filter(|j| !both.contains(*j)).cloned().collect();
+                        let mut t = tokio::time::interval(setup_period);
+                        t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                        ask_tick = Some(t);
                     }
                     Step::Round(r) => {
                         tag = format!("round {r}");
@@ -233,6 +247,8 @@ pub async fn run(a: &PresenceArgs) -> Result<serde_json::Value> {
         activity: AtomicU64::new(0),
     });
     let (tx, rx) = watch::channel(Step::Wait);
+    // Each user asks one contact per period, so all together ask `setup_rate` per second.
+    let setup_period = Duration::from_secs_f64(a.users as f64 / a.setup_rate.max(1.0));
     let mut tasks = Vec::new();
     for (i, c) in conns.into_iter().enumerate() {
         let contacts = contacts_of(i, a.users, a.contacts)
@@ -244,6 +260,7 @@ pub async fn run(a: &PresenceArgs) -> Result<serde_json::Value> {
             contacts,
             rx.clone(),
             shared.clone(),
+            setup_period,
         )));
     }
     let quiet = Duration::from_secs(a.quiet_secs);
