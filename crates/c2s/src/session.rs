@@ -30,6 +30,11 @@ use crate::{random_id, C2s};
 /// Ask the client for an acknowledgement after this many unacknowledged stanzas.
 const REQUEST_ACK_EVERY: usize = 5;
 
+/// Read buffer of a bound session, held for the session's life. Small: TLS records are
+/// buffered by rustls already, so this only bounds how much plaintext one read hands over,
+/// and every idle session pays for it (docs/benchmarks.md).
+const READ_BUF: usize = 1024;
+
 /// Why the loop ended, for the log line.
 #[derive(Debug)]
 enum End {
@@ -127,7 +132,7 @@ pub(crate) async fn run(
             sm: None,
             csi: Csi::default(),
         },
-        buf: vec![0u8; 4096],
+        buf: vec![0u8; READ_BUF],
         limiter,
         paused_until: None,
         last_read: Instant::now(),
