@@ -9,7 +9,8 @@
 #   SERVERS        servers to run, in order (default "tern prosody ejabberd")
 #   MECH           SASL mechanism (default scram-sha-1: the one all three offer with hashed storage)
 #   IDLE_SESSIONS  sessions of the idle scenario (default 5000); IDLE_PROCS generator processes (2)
-#   PRESENCE_USERS users of the presence scenario, 100 contacts each (default 300, at most 1000)
+#   PRESENCE_USERS users of the presence scenario, 100 contacts each (default 300)
+#   PRESENCE_PREFIX their account prefix (default p; a fresh prefix gives fresh rosters)
 #   ROUNDS         repeat the whole server loop, interleaved, and report medians (default 1)
 #   NO_BUILD=1     skip `cargo build --release`; NO_REPORT=1 skip the table and plots;
 #   DOCS_DIR       where benchmarks.md and benchmarks/ are written (default docs)
@@ -64,10 +65,16 @@ for round in $(seq 1 "${ROUNDS:-1}"); do
             "$bin" register "${common[@]}" --users "$users" --prefix u >>"$run/$s-register.log" 2>&1
             echo "$users" >"$base/$s/accounts"
         fi
+        pp=${PRESENCE_PREFIX:-p}
+        pn=${PRESENCE_USERS:-300}
+        if [ "$pp" != p ] && [ "$(cat "$base/$s/accounts-$pp" 2>/dev/null || echo 0)" -lt "$pn" ]; then
+            "$bin" register "${common[@]}" --users "$pn" --prefix "$pp" >>"$run/$s-register.log" 2>&1
+            echo "$pn" >"$base/$s/accounts-$pp"
+        fi
         for sc in "${scenarios[@]}"; do
             args=()
             [ "$sc" = idle ] && args=(--sessions "$idle_n" --procs "${IDLE_PROCS:-2}")
-            [ "$sc" = presence ] && args=(--users "${PRESENCE_USERS:-300}")
+            [ "$sc" = presence ] && args=(--users "${PRESENCE_USERS:-300}" --prefix "${PRESENCE_PREFIX:-p}")
             echo "== $s: $sc (round $round, load $(cut -d' ' -f1-3 /proc/loadavg))"
             log=$run/$s-$sc-$round.log
             timeout "${SCENARIO_TIMEOUT:-1800}" "$bin" "$sc" "${common[@]}" "${args[@]}" \

@@ -3,7 +3,8 @@
 docs/benchmarks/results.json and the plots (PNG), and writes the table into docs/benchmarks.md
 between its `bench:results` markers.
 
-Usage: report.py RESULTS.jsonl --docs DOCS_DIR
+Usage: report.py RESULTS.jsonl... --docs DOCS_DIR
+A later file's result for a scenario and server replaces the earlier files' (a partial rerun).
 """
 
 import argparse
@@ -31,6 +32,15 @@ def phase(run, name):
         if p["phase"] == name:
             return p
     return None
+
+
+def complete_rounds(run, key):
+    """Median of a presence figure over the rounds where every delivery arrived; a run where
+    none did (the roster setup failed) has no figure."""
+    vals = [r[key] for r in run.get("rounds", []) if r.get("complete")]
+    if not vals:
+        raise KeyError("no complete round")
+    return statistics.median(vals)
 
 
 def best_login_level(run):
@@ -61,9 +71,9 @@ METRICS = [
     ("chat", "server CPU per message at 2,000 msg/s", "lower", "µs",
      lambda r: phase(r, "2000/s")["server_cpu_us_per_msg"]),
     ("presence", "presence deliveries per server CPU-second", "higher", "/CPU-s",
-     lambda r: r["median_deliveries_per_cpu_s"]),
+     lambda r: complete_rounds(r, "deliveries_per_cpu_s")),
     ("presence", "time until quiet after all change presence", "lower", "s",
-     lambda r: r["median_secs_until_quiet"]),
+     lambda r: complete_rounds(r, "secs_until_quiet")),
 ]
 
 
@@ -113,10 +123,13 @@ def loads(runs):
 
 def markdown(rows, runs):
     m = next((r["machine"] for r in runs if "machine" in r), {})
+    when = sorted({(r["machine"].get("date", "?"), r["machine"].get("commit", "?")
+                    + (" + uncommitted changes" if r["machine"].get("worktree_dirty") else ""))
+                   for r in runs if "machine" in r})
     lines = [
-        f"Run of {m.get('date', '?')}, commit {m.get('commit', '?')}"
-        f"{' (+ uncommitted changes)' if m.get('worktree_dirty') else ''}; "
-        f"machine: nproc {m.get('nproc', '?')}, {m.get('cpu', '?')}, kernel {m.get('kernel', '?')}; "
+        f"Runs from {when[0][0] if when else '?'} to {when[-1][0] if when else '?'}, "
+        f"commits {', '.join(sorted({c for _, c in when}))}. "
+        f"Machine: nproc {m.get('nproc', '?')}, {m.get('cpu', '?')}, kernel {m.get('kernel', '?')}; "
         f"mechanism {runs[0].get('mech', '?') if runs else '?'}.",
         "",
         "| scenario | metric | better | Tern | Prosody | ejabberd | Tern ÷ Prosody | Tern ÷ ejabberd |",
@@ -124,7 +137,7 @@ def markdown(rows, runs):
     ]
     for r in rows:
         v, q = r["values"], r["tern_over"]
-        ratio = lambda x: "–" if x is None else f"{x:.2f}"
+        ratio = lambda x: "–" if x is None else f"{x:.3g}"
         lines.append(
             f"| {r['scenario']} | {r['metric']} ({r['unit']}) | {r['better']} | "
             f"{fmt(v['tern'], r['unit'])} | {fmt(v['prosody'], r['unit'])} | "
@@ -147,28 +160,38 @@ def plots(runs, out):
     colors = {"tern": "tab:green", "prosody": "tab:blue", "ejabberd": "tab:red"}
     chats = [r for r in runs if r.get("scenario") == "chat"]
     if chats:
-        fig, ax = plt.subplots(1, 2, figsize=(11, 4.2))
+        fig, ax = plt.subplots(1, 2, figsize=(12, 5.5))
         for r in chats:
             pts = sorted(
-                (p["delivered_per_s"] if p["offered_per_s"] is None else p["offered_per_s"],
-                 p["latency"]["p50_ms"], p["latency"]["p99_ms"], p["server_cpu_us_per_msg"])
-                for p in r["phases"])
+                (p["offered_per_s"], p["latency"]["p50_ms"], p["latency"]["p99_ms"],
+                 p["latency"]["p999_ms"], p["server_cpu_us_per_msg"])
+                for p in r["phases"] if p["offered_per_s"] is not None)
+            sat = next((p for p in r["phases"] if p["offered_per_s"] is None), None)
             x = [p[0] for p in pts]
             c = colors.get(r["server"], "gray")
             ax[0].plot(x, [p[1] for p in pts], "o-", color=c, label=f"{r['server']} p50")
             ax[0].plot(x, [p[2] for p in pts], "s--", color=c, label=f"{r['server']} p99")
-            ax[1].plot(x, [p[3] for p in pts], "o-", color=c, label=r["server"])
+            ax[0].plot(x, [p[3] for p in pts], "^:", color=c, label=f"{r['server']} p99.9")
+            ax[1].plot(x, [p[4] for p in pts], "o-", color=c, label=f"{r['server']} paced")
+            if sat:
+                ax[0].plot([sat["delivered_per_s"]], [sat["latency"]["p50_ms"]], "*",
+                           color=c, markersize=12, label=f"{r['server']} saturation p50")
+                ax[1].plot([sat["delivered_per_s"]], [sat["server_cpu_us_per_msg"]], "*",
+                           color=c, markersize=12, label=f"{r['server']} saturation")
         ax[0].set_yscale("log")
-        ax[0].set_xlabel("offered load (messages/s; last point: saturation, closed loop)")
+        ax[0].set_xscale("log")
+        ax[1].set_xscale("log")
+        ax[0].set_xlabel("offered load, paced (messages/s, log); star: saturation (closed loop)")
         ax[0].set_ylabel("end-to-end latency (ms, log)")
         ax[0].set_title("chat: latency against load")
         ax[0].grid(True, which="both", alpha=0.3)
-        ax[0].legend(fontsize=7)
-        ax[1].set_xlabel("offered load (messages/s)")
-        ax[1].set_ylabel("server CPU per delivered message (µs)")
+        ax[0].legend(fontsize=6, ncol=3, loc="upper center", bbox_to_anchor=(0.5, -0.14))
+        ax[1].set_xlabel("offered load (messages/s, log); star: saturation")
+        ax[1].set_ylabel("server CPU per delivered message (µs, log)")
+        ax[1].set_yscale("log")
         ax[1].set_title("chat: server CPU per message")
-        ax[1].grid(True, alpha=0.3)
-        ax[1].legend(fontsize=7)
+        ax[1].grid(True, which="both", alpha=0.3)
+        ax[1].legend(fontsize=6, ncol=3, loc="upper center", bbox_to_anchor=(0.5, -0.14))
         fig.tight_layout()
         p = out / "chat-latency.png"
         fig.savefig(p, dpi=110)
@@ -204,10 +227,14 @@ def plots(runs, out):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("results")
+    ap.add_argument("results", nargs="+")
     ap.add_argument("--docs", default="docs")
     a = ap.parse_args()
-    runs = load(a.results)
+    runs = []
+    for f in a.results:
+        new = load(f)
+        redone = {(r.get("scenario"), r.get("server")) for r in new}
+        runs = [r for r in runs if (r.get("scenario"), r.get("server")) not in redone] + new
     if not runs:
         sys.exit("no results")
     docs = Path(a.docs)

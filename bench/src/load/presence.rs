@@ -97,11 +97,18 @@ async fn run_user(
         .unwrap_or_default()
         .as_bytes()
         .to_vec();
+    // TERN_BENCH_TRACE=JID prints what that user receives (to see why a server differs).
+    let c_jid = c.jid.clone();
+    let trace =
+        std::env::var("TERN_BENCH_TRACE").is_ok_and(|j| c_jid.starts_with(&format!("{j}/")));
     let mine = |from: &[u8]| from.starts_with(&me) && from.get(me.len()).is_none_or(|&b| b == b'/');
     loop {
         tokio::select! {
             r = c.read_batch(|e| {
                 shared.activity.fetch_add(1, Ordering::Relaxed);
+                if trace {
+                    eprintln!("  {} <- {}", c_jid, String::from_utf8_lossy(&e[..e.len().min(400)]));
+                }
                 let name = xml::name(e);
                 if name == b"iq" {
                     if xml::attr(e, "type") == Some(b"set") {
