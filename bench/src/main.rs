@@ -17,6 +17,7 @@ mod append;
 mod common;
 #[cfg(feature = "e2e")]
 mod e2e;
+mod load;
 #[cfg(feature = "e2e")]
 mod muc;
 mod probe;
@@ -29,7 +30,10 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use tern_storage::Synchronous;
 
 #[derive(Parser)]
-#[command(name = "tern-bench", about = "Tern storage and MAM benchmarks")]
+#[command(
+    name = "tern-bench",
+    about = "Tern benchmarks: storage and MAM figures, and an XMPP load generator"
+)]
 struct Cli {
     #[command(flatten)]
     common: Common,
@@ -142,8 +146,18 @@ enum Cmd {
     Muc(MucArgs),
     /// Where an append's time goes: fsync, statement round trip, row insert, commit.
     Probe,
-    /// Every scenario with its defaults.
+    /// Every storage scenario with its defaults.
     All,
+    /// Load generator: create accounts PREFIX0.. by in-band registration (XEP-0077).
+    Register(load::register::RegisterArgs),
+    /// Load: N idle authenticated TLS sessions; server memory per session.
+    Idle(load::idle::IdleArgs),
+    /// Load: logins per second at rising concurrency.
+    Login(load::login::LoginArgs),
+    /// Load: pairs exchanging messages; saturation rate, latency at paced rates, CPU/message.
+    Chat(load::chat::ChatArgs),
+    /// Load: users with 100-contact rosters all changing presence; time until quiet.
+    Presence(load::presence::PresenceArgs),
 }
 
 fn fsync_line(dir: &std::path::Path) {
@@ -255,7 +269,11 @@ async fn run_e2e(
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    if let (Some(spec), Cmd::Idle(a)) = (load::idle::worker_spec(), &cli.cmd) {
+        return load::idle::worker(a, &spec).await;
+    }
     let c = &cli.common;
+    load::start_load();
     let dir = c.dir.clone().unwrap_or_else(std::env::temp_dir);
     std::fs::create_dir_all(&dir)?;
     if cfg!(debug_assertions) {
@@ -321,6 +339,11 @@ async fn main() -> anyhow::Result<()> {
                 )
             }
             Cmd::All => unreachable!("expanded above"),
+            Cmd::Register(a) => results.push(load::register::run(a).await?),
+            Cmd::Idle(a) => results.push(load::idle::run(a).await?),
+            Cmd::Login(a) => results.push(load::login::run(a).await?),
+            Cmd::Chat(a) => results.push(load::chat::run(a).await?),
+            Cmd::Presence(a) => results.push(load::presence::run(a).await?),
         }
     }
     if let Some(path) = &c.json {

@@ -8,8 +8,10 @@
 //! element helpers; [`disco`] XEP-0030 for hosts and accounts over the modules' features;
 //! [`service`] the domain → service table (MUC, PubSub, components) routing consults;
 //! [`local`] server-internal IQ requests answered in-process (`Router::request`); [`caps`]
-//! XEP-0115 verification strings.
+//! XEP-0115 verification strings; [`cache`] a read cache for per-account module state kept in
+//! storage.
 
+pub mod cache;
 pub mod caps;
 pub mod disco;
 pub mod local;
@@ -21,6 +23,7 @@ pub mod stanza;
 pub mod time;
 pub mod xml;
 
+pub use cache::AccountCache;
 pub use jid::{BareJid, FullJid, Jid};
 pub use local::RequestError;
 pub use module::{Ctx, Event, Flow, Hooks, Module, Origin, PreAuth, SessionEvent, Spec, Target};

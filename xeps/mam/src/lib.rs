@@ -20,7 +20,8 @@ use tracing::{debug, info, warn};
 
 use tern_router::time::now_micros;
 use tern_router::{
-    Condition, Ctx, Event, Flow, Hooks, Kind, Module, Origin, Router, Stanza, StanzaError, Target,
+    AccountCache, Condition, Ctx, Event, Flow, Hooks, Kind, Module, Origin, Router, SessionEvent,
+    SessionHandle, Stanza, StanzaError, Target,
 };
 
 pub mod archive;
@@ -78,12 +79,22 @@ impl MamConfig {
 }
 
 /// The archive module.
-#[derive(Default)]
 pub struct MamModule {
     config: MamConfig,
     /// When the last retention sweep started (Unix microseconds; 0: never).
     last_sweep: AtomicI64,
+    /// Preferences of online accounts: every archived message consults both parties'.
+    prefs: AccountCache<prefs::Prefs>,
 }
+
+impl Default for MamModule {
+    fn default() -> Self {
+        MamModule::new(MamConfig::default())
+    }
+}
+
+/// Online accounts whose preferences are cached at most (beyond it the cache starts over).
+const PREFS_CACHE_MAX: usize = 100_000;
 
 impl MamModule {
     /// A module with these settings.
@@ -91,7 +102,16 @@ impl MamModule {
         MamModule {
             config,
             last_sweep: AtomicI64::new(0),
+            prefs: AccountCache::new(PREFS_CACHE_MAX),
         }
+    }
+
+    /// The account's preferences, from the cache or the store.
+    async fn prefs_of(&self, router: &Router, owner: &BareJid) -> Arc<prefs::Prefs> {
+        let default = self.config.default;
+        self.prefs
+            .get_or_load(router, owner, || prefs::load(router, owner, default))
+            .await
     }
 
     /// Appends to `owner`'s archive if the message and the owner's preferences allow it;
@@ -104,7 +124,7 @@ impl MamModule {
         el: &Element,
     ) -> Option<String> {
         if !self.worth(router, owner, peer, el).await
-            || !prefs::allows(router, owner, peer, self.config.default).await
+            || !prefs::allows(router, owner, peer, &*self.prefs_of(router, owner).await).await
         {
             return None;
         }
@@ -238,9 +258,7 @@ impl MamModule {
             }
             ("query", "get") => Ok(form::query_form()),
             ("metadata", "get") => archive.metadata().await,
-            ("prefs", "get") => Ok(prefs::load(router, &owner, self.config.default)
-                .await
-                .to_element()),
+            ("prefs", "get") => Ok(self.prefs_of(router, &owner).await.to_element()),
             ("prefs", "set") => self.set_prefs(router, &owner, payload).await,
             _ => Err(StanzaError::new(Condition::FeatureNotImplemented)),
         };
@@ -265,9 +283,12 @@ impl MamModule {
         owner: &BareJid,
         el: &Element,
     ) -> Result<Element, StanzaError> {
-        let current = prefs::load(router, owner, self.config.default).await;
+        let current = self.prefs_of(router, owner).await;
         let new = prefs::Prefs::from_element(el, current.default, self.config.max_prefs_jids)?;
-        prefs::save(router, owner, &new).await.map_err(|e| {
+        let saved = prefs::save(router, owner, &new).await;
+        // Also after a failed write: the store may hold either version now.
+        self.prefs.invalidate(owner);
+        saved.map_err(|e| {
             warn!(jid = %owner, "cannot store archiving preferences: {e}");
             StanzaError::new(Condition::InternalServerError)
         })?;
@@ -312,6 +333,13 @@ impl Module for MamModule {
         // stopped before routing (blocking answers Handled) is not archived.
         hooks.on_priority(Event::Outgoing(Kind::Message), -100);
         hooks.on(Event::Iq(Target::Bare, NS_MAM.into()));
+        hooks.on_session();
+    }
+
+    async fn on_session(&self, event: SessionEvent, router: &Arc<Router>, session: &SessionHandle) {
+        if event == SessionEvent::Closed {
+            self.prefs.session_closed(router, &session.jid().to_bare());
+        }
     }
 
     async fn on_stanza(&self, event: &Event, ctx: &Ctx<'_>, st: &mut Stanza) -> Flow {

@@ -208,8 +208,8 @@ pub(crate) async fn save(
 }
 
 /// Whether a message between `owner` and `peer` goes into the owner's archive.
-pub(crate) async fn allows(router: &Router, owner: &BareJid, peer: &Jid, default: Policy) -> bool {
-    match load(router, owner, default).await.decide(owner, peer) {
+pub(crate) async fn allows(router: &Router, owner: &BareJid, peer: &Jid, prefs: &Prefs) -> bool {
+    match prefs.decide(owner, peer) {
         Decision::Archive => true,
         Decision::Skip => false,
         Decision::IfInRoster => {

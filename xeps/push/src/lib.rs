@@ -23,8 +23,8 @@ use tracing::{debug, info, warn};
 
 use tern_router::xml::BuilderExt;
 use tern_router::{
-    BareJid, Condition, Ctx, Event, Flow, Hooks, Jid, Kind, Module, Origin, Router, SessionEvent,
-    SessionHandle, Stanza, StanzaError, Target, FLAG_DETACHED,
+    AccountCache, BareJid, Condition, Ctx, Event, Flow, Hooks, Jid, Kind, Module, Origin, Router,
+    SessionEvent, SessionHandle, Stanza, StanzaError, Target, FLAG_DETACHED,
 };
 use tern_stream::NS_CLIENT;
 
@@ -106,7 +106,12 @@ pub struct PushModule {
     pending: Mutex<HashMap<(BareJid, String, String), u64>>,
     /// Outstanding publishes: request id → (account, registration key).
     sent: Mutex<HashMap<String, (BareJid, String)>>,
+    /// Registrations of online accounts: every message to an account consults them.
+    regs: AccountCache<Vec<Registration>>,
 }
+
+/// Online accounts whose registrations are cached at most (beyond it the cache starts over).
+const REGS_CACHE_MAX: usize = 100_000;
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 /// Outstanding publishes remembered at most; older ones are forgotten (their errors ignored).
@@ -119,6 +124,7 @@ impl PushModule {
             config,
             pending: Mutex::new(HashMap::new()),
             sent: Mutex::new(HashMap::new()),
+            regs: AccountCache::new(REGS_CACHE_MAX),
         }
     }
 
@@ -214,7 +220,7 @@ impl PushModule {
                         ),
                     ));
                 }
-                router
+                let stored = router
                     .storage()
                     .map
                     .set_many(
@@ -223,11 +229,13 @@ impl PushModule {
                         user,
                         &[(reg.key(), Some(reg.encode()))],
                     )
-                    .await
-                    .map_err(|e| {
-                        warn!(jid = %owner, "cannot store push registration: {e}");
-                        StanzaError::new(Condition::InternalServerError)
-                    })?;
+                    .await;
+                // Also after a failed write: the store may hold either version now.
+                self.regs.invalidate(&owner);
+                stored.map_err(|e| {
+                    warn!(jid = %owner, "cannot store push registration: {e}");
+                    StanzaError::new(Condition::InternalServerError)
+                })?;
                 info!(jid = %st.from, service = %reg.service, "push notifications enabled");
                 Ok(())
             }
@@ -236,7 +244,9 @@ impl PushModule {
                 let node = q.attr("node");
                 for r in Self::registrations(router, &owner).await {
                     if r.service == service && node.is_none_or(|n| n == r.node) {
-                        Self::remove(router, &owner, &r.key()).await?;
+                        let removed = Self::remove(router, &owner, &r.key()).await;
+                        self.regs.invalidate(&owner);
+                        removed?;
                         self.pending()
                             .retain(|(o, _, k), _| !(o == &owner && *k == r.key()));
                     }
@@ -264,12 +274,15 @@ impl PushModule {
         let Some(owner) = st.to.as_ref().map(|t| t.to_bare()) else {
             return;
         };
-        let regs = Self::registrations(router, &owner).await;
+        let regs = self
+            .regs
+            .get_or_load(router, &owner, || Self::registrations(router, &owner))
+            .await;
         if regs.is_empty() {
             return;
         }
         let sessions = router.sessions().resources(&owner);
-        for reg in regs {
+        for reg in regs.iter() {
             let reachable = sessions
                 .iter()
                 .any(|s| s.jid().resource().as_str() == reg.resource && !s.flag(FLAG_DETACHED));
@@ -290,7 +303,7 @@ impl PushModule {
                 *c += 1;
                 *c
             };
-            self.publish(router, &owner, &reg, st, count).await;
+            self.publish(router, &owner, reg, st, count).await;
         }
     }
 
@@ -371,6 +384,7 @@ impl PushModule {
         if st.is_error() {
             warn!(jid = %owner, service = %st.from, "push service refused a notification; registration disabled");
             let _ = Self::remove(router, &owner, &key).await;
+            self.regs.invalidate(&owner);
             self.pending()
                 .retain(|(o, _, k), _| !(*o == owner && *k == key));
         }
@@ -449,12 +463,10 @@ impl Module for PushModule {
         }
     }
 
-    async fn on_session(
-        &self,
-        event: SessionEvent,
-        _router: &Arc<Router>,
-        session: &SessionHandle,
-    ) {
+    async fn on_session(&self, event: SessionEvent, router: &Arc<Router>, session: &SessionHandle) {
+        if event == SessionEvent::Closed {
+            self.regs.session_closed(router, &session.jid().to_bare());
+        }
         // The resource is back: its counts start over.
         if event == SessionEvent::Bound {
             let owner = session.jid().to_bare();
