@@ -159,10 +159,10 @@ async fn register(
         ConflictPolicy::KickOld => {
             if let Some(old) = reg.replace(handle.clone()) {
                 info!(jid = %full, "resource conflict: replacing the older session");
-                let _ = old.send_raw(Outbound::Close(StreamError::with_text(
+                let _ = old.send_raw(Outbound::Close(Box::new(StreamError::with_text(
                     Sec::Conflict,
                     "replaced by a new connection with the same resource",
-                )));
+                ))));
             }
             Ok(handle)
         }

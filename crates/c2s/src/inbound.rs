@@ -1,26 +1,23 @@
 //! Checks on stanzas from the client (RFC 6120 §8.1, §8.2.3, §10.3) before they are routed.
 
-use std::sync::Arc;
-
 use minidom::Element;
 use tracing::debug;
 
 use tern_router::xml::set_attr;
-use tern_router::{Condition, Jid, Kind, Origin, SessionHandle, Stanza, StanzaError};
+use tern_router::{Condition, Jid, Kind, SessionHandle, Stanza, StanzaError};
 use tern_stream::{StreamError, StreamErrorCondition as Sec};
 
 use crate::bind::NS_SESSION;
 use crate::session::Out;
-use crate::C2s;
 
-/// Checks and routes one element from the client. Errors end the stream with that condition
-/// (the stream error is already in `out`).
-pub(crate) async fn handle_element(
-    c2s: &Arc<C2s>,
+/// Checks one element from the client and returns the stanza to route, if any (an element
+/// the session answers itself returns `None`). Errors end the stream with that condition (the
+/// stream error is already in `out`).
+pub(crate) fn check_element(
     handle: &SessionHandle,
     el: Element,
     out: &mut Out,
-) -> Result<(), Sec> {
+) -> Result<Option<Stanza>, Sec> {
     let Some(kind) = Kind::of(&el) else {
         let err = StreamError::with_text(
             Sec::UnsupportedStanzaType,
@@ -54,12 +51,12 @@ pub(crate) async fn handle_element(
                 StanzaError::new(Condition::JidMalformed),
                 out,
             );
-            return Ok(());
+            return Ok(None);
         }
     };
     if let Some(err) = check_stanza(kind, &el) {
         reply_local(handle, &el, kind, err, out);
-        return Ok(());
+        return Ok(None);
     }
     // RFC 6120 §10.3: no 'to' means the account itself, except presence (a broadcast).
     let to = match (to, kind) {
@@ -70,11 +67,10 @@ pub(crate) async fn handle_element(
     let st = Stanza::new(kind, from, to, el);
     if kind == Kind::Iq && is_legacy_session(&st) {
         out.stanza(st.iq_result(None));
-        return Ok(());
+        return Ok(None);
     }
     debug!(kind = ?kind, to = ?st.to.as_ref().map(|j| j.as_str()), "stanza from client");
-    c2s.router.route(Origin::Client(handle.clone()), st).await;
-    Ok(())
+    Ok(Some(st))
 }
 
 /// Type and shape checks of RFC 6120 §8.1.3 and §8.2.3.

@@ -68,8 +68,12 @@ pub struct C2sConfig {
     pub keepalive_interval: Duration,
     /// Longest time a TLS handshake may take.
     pub tls_handshake_timeout: Duration,
-    /// Outbound queue length per session; a client that falls this far behind is disconnected.
+    /// Outbound queue length per session; senders to a session whose queue is full wait (see
+    /// the router's delivery wait).
     pub queue_size: usize,
+    /// Longest time one write to the client may take; a client that stops reading for longer
+    /// loses its connection (a XEP-0198 session waits for resumption).
+    pub write_timeout: Duration,
     /// Resource conflict policy.
     pub resource_conflict: ConflictPolicy,
     /// Simultaneous client connections accepted across all c2s listeners.
@@ -94,6 +98,7 @@ impl Default for C2sConfig {
             keepalive_interval: Duration::from_secs(60),
             tls_handshake_timeout: Duration::from_secs(15),
             queue_size: 512,
+            write_timeout: Duration::from_secs(60),
             resource_conflict: ConflictPolicy::KickOld,
             max_connections: 10_000,
             max_auth_failures: 3,

@@ -123,6 +123,11 @@ impl Outbox {
         })
     }
 
+    /// Bytes waiting to be written.
+    pub fn len(&self) -> usize {
+        self.buf.len()
+    }
+
     /// Whether nothing is waiting.
     pub fn is_empty(&self) -> bool {
         self.frames.is_empty()

@@ -12,12 +12,12 @@ use tokio::time::MissedTickBehavior;
 use tracing::{info, warn};
 
 use tern_router::xml::BuilderExt;
-use tern_router::{Kind, Outbound, SessionEvent, SessionHandle};
+use tern_router::{Kind, Origin, Outbound, SessionEvent, SessionHandle, Stanza};
 use tern_stream::{ParseError, StreamError, StreamErrorCondition as Sec, StreamEvent};
 
 use crate::conn::XmlConn;
 use crate::csi::{Csi, NS_CSI};
-use crate::inbound::handle_element;
+use crate::inbound::check_element;
 use crate::item::Item;
 use crate::link::{Link, LinkError, Outbox};
 use crate::rate::RateLimiter;
@@ -26,6 +26,10 @@ use crate::{random_id, C2s};
 
 /// Ask the client for an acknowledgement after this many unacknowledged stanzas.
 const REQUEST_ACK_EVERY: usize = 5;
+
+/// Output bytes a session buffers from its own queue while its routing waits, before it stops
+/// taking more (they are written once the routing is done).
+const DRAIN_WHILE_ROUTING: usize = 256 * 1024;
 
 /// Why the loop ended, for the log line.
 #[derive(Debug)]
@@ -268,17 +272,43 @@ impl Session {
                 }
                 StreamEvent::Element(el) => {
                     let stanza = Kind::of(&el).is_some();
-                    if let Err(c) = handle_element(&self.c2s, &self.handle, el, &mut self.out).await
-                    {
-                        return Some(End::Error(c));
-                    }
+                    let end = match check_element(&self.handle, el, &mut self.out) {
+                        Err(c) => return Some(End::Error(c)),
+                        Ok(Some(st)) => self.route(st).await,
+                        Ok(None) => None,
+                    };
                     // XEP-0198 §4: counted once handled, i.e. routed or durably stored.
                     if let (true, Some(sm)) = (stanza, &mut self.out.sm) {
                         sm.h_in = sm.h_in.wrapping_add(1);
                     }
+                    if end.is_some() {
+                        return end;
+                    }
                 }
                 StreamEvent::Close => return Some(End::ClientClosed),
                 StreamEvent::Header(_) => return Some(End::Error(Sec::NotWellFormed)),
+            }
+        }
+    }
+
+    /// Routes a stanza from the client. Routing waits while a recipient's queue is full
+    /// (`c2s.queue_wait_ms`); meanwhile this session keeps moving its own queue into the output
+    /// buffer, so two sessions sending to each other never wait on each other.
+    async fn route(&mut self, st: Stanza) -> Option<End> {
+        let router = self.c2s.router.clone();
+        let mut routing = router.route(Origin::Client(self.handle.clone()), st);
+        let mut end = None;
+        let mut open = true;
+        loop {
+            tokio::select! {
+                biased;
+                () = &mut routing => return end,
+                item = self.rx.recv(), if open && end.is_none() && self.out.buf.len() < DRAIN_WHILE_ROUTING => {
+                    match item {
+                        Some(item) => end = self.queue(item),
+                        None => open = false,
+                    }
+                }
             }
         }
     }
@@ -288,7 +318,7 @@ impl Session {
         let mut item = Some(first);
         while let Some(it) = item.take().or_else(|| self.rx.try_recv().ok()) {
             match it {
-                Outbound::Stanza(el) => self.out.stanza(el),
+                Outbound::Stanza(el) => self.out.stanza(*el),
                 Outbound::Shared(items) => {
                     for s in items {
                         self.out.item(Item::Shared(s));
@@ -321,7 +351,18 @@ impl Session {
         if self.out.buf.is_empty() {
             return Ok(());
         }
-        io.write(&self.out.buf).await?;
+        // A client that stops reading must not hold its session (and the queue that senders
+        // wait on) forever: past the write timeout the connection counts as lost.
+        let limit = self.c2s.config.write_timeout;
+        match tokio::time::timeout(limit, io.write(&self.out.buf)).await {
+            Ok(r) => r?,
+            Err(_) => {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!("client did not read for {}s", limit.as_secs()),
+                ))
+            }
+        }
         self.out.buf.clear();
         self.last_write = Instant::now();
         Ok(())
@@ -491,7 +532,7 @@ impl Session {
         self.rx.close();
         while let Ok(item) = self.rx.try_recv() {
             match item {
-                Outbound::Stanza(el) => pending.push(el),
+                Outbound::Stanza(el) => pending.push(*el),
                 Outbound::Shared(items) => {
                     pending.extend(items.iter().map(|s| s.to_element(&self.out.jid)))
                 }

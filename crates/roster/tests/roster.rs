@@ -87,7 +87,7 @@ impl Client {
     fn drain(&mut self) -> Vec<Element> {
         let mut out = Vec::new();
         while let Ok(Outbound::Stanza(el)) = self.rx.try_recv() {
-            out.push(el);
+            out.push(*el);
         }
         out
     }

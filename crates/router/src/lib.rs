@@ -31,6 +31,6 @@ pub use registry::{
     LocalRegistry, Outbound, PresenceState, SessionHandle, SessionRegistry, SharedStanza,
     FLAG_DETACHED,
 };
-pub use router::{RemoteRoute, Router, RouterBuilder};
+pub use router::{RemoteRoute, Router, RouterBuilder, DEFAULT_DELIVERY_WAIT};
 pub use service::{Service, Services};
 pub use stanza::{Condition, ErrorType, Kind, Stanza, StanzaError, NS_STANZAS};

@@ -7,23 +7,27 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
 
 use jid::{BareJid, FullJid, Jid};
 use minidom::Element;
 use tokio::sync::mpsc;
+use tracing::debug;
 
 use tern_stream::StreamError;
 
 /// What a session's task receives from the rest of the server.
 #[derive(Debug)]
 pub enum Outbound {
-    /// A stanza to write to the client.
-    Stanza(Element),
+    /// A stanza to write to the client. Boxed, like `Close`, so that the item is as small as
+    /// the `Vec` of `Shared`: tokio's queue allocates its first block of 32 items when the
+    /// session binds, and idle sessions pay for it (docs/benchmarks.md, change 3).
+    Stanza(Box<Element>),
     /// Stanzas serialized once for many sessions (MUC fan-out, DESIGN.md §6), written in
     /// order; one queue slot for the lot, so a room's join burst fits any queue.
     Shared(Vec<Arc<SharedStanza>>),
     /// Close the stream with this error (e.g. `<conflict/>` when a newer session took the resource).
-    Close(StreamError),
+    Close(Box<StreamError>),
 }
 
 /// A stanza serialized once and shared by every session it goes to. It carries no `to`: each
@@ -153,7 +157,28 @@ impl SessionHandle {
 
     /// Queues a stanza for the client without waiting.
     pub fn send(&self, el: Element) -> Result<(), SendError> {
-        self.send_raw(Outbound::Stanza(el))
+        self.send_raw(Outbound::Stanza(Box::new(el)))
+    }
+
+    /// Queues a stanza; while the queue is full, waits up to `wait` for the client to catch
+    /// up, which holds back whoever is sending (back-pressure instead of a failed delivery).
+    pub async fn send_wait(&self, el: Element, wait: Duration) -> Result<(), SendError> {
+        use mpsc::error::{SendTimeoutError, TrySendError};
+        match self.0.tx.try_send(Outbound::Stanza(Box::new(el))) {
+            Ok(()) => Ok(()),
+            Err(TrySendError::Closed(_)) => Err(SendError::Gone),
+            Err(TrySendError::Full(item)) => {
+                debug!(to = %self.0.jid, "session queue full: the sender waits");
+                self.0
+                    .tx
+                    .send_timeout(item, wait)
+                    .await
+                    .map_err(|e| match e {
+                        SendTimeoutError::Timeout(_) => SendError::Full,
+                        SendTimeoutError::Closed(_) => SendError::Gone,
+                    })
+            }
+        }
     }
 
     /// Queues shared stanzas, in order, as one queue item without waiting.
@@ -303,6 +328,12 @@ mod tests {
     fn handle(j: &str) -> (SessionHandle, mpsc::Receiver<Outbound>) {
         let (tx, rx) = mpsc::channel(4);
         (SessionHandle::new(FullJid::new(j).unwrap(), tx), rx)
+    }
+
+    #[test]
+    fn queue_items_stay_small() {
+        // Every bound session's queue allocates 32 items up front (tokio's first block).
+        assert!(std::mem::size_of::<Outbound>() <= 24);
     }
 
     #[test]

@@ -5,6 +5,7 @@ use std::collections::HashSet;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use jid::{BareJid, FullJid, Jid};
@@ -42,6 +43,8 @@ pub struct Router {
     pub(crate) pending: Pending,
     /// The server's XEP-0115 `<c/>`, computed once the modules are known (`disco.rs`).
     pub(crate) caps: std::sync::OnceLock<Option<Element>>,
+    /// How long a stanza for a session whose queue is full waits for room.
+    delivery_wait: Duration,
 }
 
 /// Assembles a [`Router`] at start-up.
@@ -52,9 +55,20 @@ pub struct RouterBuilder {
     modules: Vec<Arc<dyn Module>>,
     remote: Option<Arc<dyn RemoteRoute>>,
     services: Services,
+    delivery_wait: Duration,
 }
 
+/// Default of [`RouterBuilder::delivery_wait`].
+pub const DEFAULT_DELIVERY_WAIT: Duration = Duration::from_secs(2);
+
 impl RouterBuilder {
+    /// How long a message or IQ for a session whose queue is full waits for room before it
+    /// counts as undeliverable; the sender's stream is not read meanwhile (back-pressure).
+    pub fn delivery_wait(mut self, wait: Duration) -> Self {
+        self.delivery_wait = wait;
+        self
+    }
+
     /// Serves a domain (a virtual host).
     pub fn host(mut self, domain: &str) -> Self {
         self.hosts.insert(domain.to_ascii_lowercase());
@@ -95,6 +109,7 @@ impl RouterBuilder {
             services: self.services,
             pending: Pending::default(),
             caps: std::sync::OnceLock::new(),
+            delivery_wait: self.delivery_wait,
         })
     }
 }
@@ -109,6 +124,7 @@ impl Router {
             modules: Vec::new(),
             remote: None,
             services: Services::default(),
+            delivery_wait: DEFAULT_DELIVERY_WAIT,
         }
     }
 
@@ -451,7 +467,7 @@ impl Router {
             }
         }
         if let Some(s) = session {
-            if self.deliver(&s, &st) {
+            if self.deliver_wait(&s, &st).await {
                 return;
             }
         }
@@ -502,7 +518,7 @@ impl Router {
             _ => {
                 let mut delivered = false;
                 for s in &recipients {
-                    delivered |= self.deliver(s, &st);
+                    delivered |= self.deliver_wait(s, &st).await;
                 }
                 if !delivered
                     && self.fire(&Event::Undeliverable, origin, &mut st).await == Flow::Continue
@@ -584,6 +600,19 @@ impl Router {
                 self.bounce(&st, Condition::ServiceUnavailable.into()).await
             }
             _ => {}
+        }
+    }
+
+    /// Queues a stanza addressed to this session; while its queue is full, waits up to the
+    /// delivery wait for the client to catch up, so a fast sender is slowed down to the
+    /// reader's pace instead of having its messages diverted (offline storage, bounces).
+    pub async fn deliver_wait(&self, session: &SessionHandle, st: &Stanza) -> bool {
+        match session.send_wait(st.el.clone(), self.delivery_wait).await {
+            Ok(()) => true,
+            Err(e) => {
+                warn!(to = %session.jid(), wait_ms = self.delivery_wait.as_millis() as u64, "delivery to session failed: {e:?}");
+                false
+            }
         }
     }
 

@@ -70,7 +70,7 @@ fn message(from: &str, to: &str, type_: &str) -> Stanza {
 
 fn got(rx: &mut mpsc::Receiver<Outbound>) -> Option<Element> {
     match rx.try_recv() {
-        Ok(Outbound::Stanza(e)) => Some(e),
+        Ok(Outbound::Stanza(e)) => Some(*e),
         _ => None,
     }
 }

@@ -277,6 +277,10 @@ pub struct C2sSection {
     pub keepalive_secs: u64,
     /// Outbound queue length per session.
     pub queue_size: usize,
+    /// Milliseconds a message or IQ for a session with a full queue waits for room.
+    pub queue_wait_ms: u64,
+    /// Seconds one write to a client may take before its connection counts as lost.
+    pub write_timeout_secs: u64,
     /// Simultaneous client connections.
     pub max_connections: usize,
     /// `kick_old`, `reject` or `rename`.
@@ -362,6 +366,8 @@ impl Default for C2sSection {
             idle_timeout_secs: d.idle_timeout.as_secs(),
             keepalive_secs: d.keepalive_interval.as_secs(),
             queue_size: d.queue_size,
+            queue_wait_ms: tern_router::DEFAULT_DELIVERY_WAIT.as_millis() as u64,
+            write_timeout_secs: d.write_timeout.as_secs(),
             max_connections: d.max_connections,
             resource_conflict: "kick_old".into(),
             max_auth_failures: d.max_auth_failures,
@@ -484,6 +490,11 @@ impl Config {
             ("c2s.max_depth", self.c2s.max_depth, 4),
             ("c2s.max_attributes", self.c2s.max_attributes, 8),
             ("c2s.queue_size", self.c2s.queue_size, 16),
+            (
+                "c2s.write_timeout_secs",
+                self.c2s.write_timeout_secs as usize,
+                1,
+            ),
             ("c2s.max_connections", self.c2s.max_connections, 1),
             ("server.roster_max_items", self.server.roster_max_items, 1),
             ("server.vcard_max_bytes", self.server.vcard_max_bytes, 1024),
@@ -614,6 +625,7 @@ impl Config {
             idle_timeout: Duration::from_secs(c.idle_timeout_secs),
             keepalive_interval: Duration::from_secs(c.keepalive_secs),
             queue_size: c.queue_size,
+            write_timeout: Duration::from_secs(c.write_timeout_secs),
             resource_conflict: self.conflict_policy()?,
             max_connections: c.max_connections,
             max_auth_failures: c.max_auth_failures,

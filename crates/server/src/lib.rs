@@ -137,7 +137,8 @@ pub async fn start(config: &Config) -> Result<Running> {
             muc.push(svc);
         }
     }
-    let mut builder = Router::builder(storage, Arc::new(LocalRegistry::default()));
+    let mut builder = Router::builder(storage, Arc::new(LocalRegistry::default()))
+        .delivery_wait(std::time::Duration::from_millis(config.c2s.queue_wait_ms));
     for h in &hosts {
         builder = builder.host(&h.domain);
     }

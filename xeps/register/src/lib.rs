@@ -333,7 +333,7 @@ impl Module for RegisterModule {
                             StreamErrorCondition::NotAuthorized,
                             "account removed",
                         );
-                        let _ = s.send_raw(Outbound::Close(err));
+                        let _ = s.send_raw(Outbound::Close(Box::new(err)));
                     }
                 }
             }

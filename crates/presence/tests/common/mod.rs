@@ -99,7 +99,7 @@ impl Client {
         let mut out = Vec::new();
         while let Ok(item) = self.rx.try_recv() {
             if let Outbound::Stanza(el) = item {
-                out.push(el);
+                out.push(*el);
             }
         }
         out
