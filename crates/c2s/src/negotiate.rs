@@ -30,7 +30,7 @@ pub(crate) async fn run(c2s: Arc<C2s>, tcp: TcpStream, peer: SocketAddr, kind: L
     let mut link = TcpLink::new(Transport::Plain(tcp), c2s.config.limits.clone());
     if kind == ListenerKind::DirectTls {
         let Some(tls) = c2s.tls.as_ref() else { return };
-        if !Box::pin(link.starttls(tls, c2s.config.tls_handshake_timeout)).await {
+        if !link.starttls(tls, c2s.config.tls_handshake_timeout).await {
             return;
         }
     }
@@ -38,20 +38,16 @@ pub(crate) async fn run(c2s: Arc<C2s>, tcp: TcpStream, peer: SocketAddr, kind: L
 }
 
 /// Runs the session machinery over any link, from the first header to the end of the session.
-///
-/// The negotiation and binding futures are boxed: a task's allocation is as large as its
-/// largest state, and theirs (TLS handshake, SASL, storage reads) are several times the bound
-/// session loop's, which is what an idle connection holds for hours (docs/benchmarks.md).
 pub(crate) async fn run_link(c2s: Arc<C2s>, link: Box<dyn Link>, peer: SocketAddr) {
     let conn = XmlConn::new(link, peer);
-    let (conn, bare) = match Box::pin(negotiate(&c2s, conn)).await {
+    let (conn, bare) = match negotiate(&c2s, conn).await {
         Ok(x) => x,
         Err(e) => {
             debug!("connection ended before authentication: {e}");
             return;
         }
     };
-    match Box::pin(bind::bind(&c2s, conn, bare)).await {
+    match bind::bind(&c2s, conn, bare).await {
         Ok(bind::Bound::New(conn, handle, rx)) => session::run(c2s, *conn, handle, rx).await,
         Ok(bind::Bound::Resumed) => {}
         Err(e) => debug!("connection ended before binding: {e}"),
