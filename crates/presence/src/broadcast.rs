@@ -8,7 +8,9 @@ use tracing::warn;
 
 use tern_roster::{roster_of, RosterItem};
 use tern_router::xml::BuilderExt;
-use tern_router::{BareJid, Jid, Kind, Origin, Router, SessionEvent, SessionHandle, Stanza};
+use tern_router::{
+    BareJid, Jid, Kind, Origin, Router, SessionEvent, SessionHandle, SharedStanza, Stanza,
+};
 use tern_stream::NS_CLIENT;
 
 /// Routes a presence stanza the server generates (or forwards for a user after processing it).
@@ -27,7 +29,7 @@ pub(crate) fn presence(type_: Option<&str>) -> Element {
 /// The available sessions of an account.
 pub(crate) fn available_sessions(router: &Router, owner: &BareJid) -> Vec<SessionHandle> {
     let mut all = router.sessions().resources(owner);
-    all.retain(|s| s.presence().available());
+    all.retain(SessionHandle::is_available);
     all
 }
 
@@ -42,6 +44,31 @@ pub(crate) fn deliver_to_available(router: &Router, owner: &BareJid, st: &Stanza
 fn deliver_to(router: &Router, s: &SessionHandle, from: Jid, el: Element) {
     let to = Jid::from(s.jid().clone());
     router.deliver(s, &Stanza::new(Kind::Presence, from, Some(to), el));
+}
+
+/// A broadcast presence from `from`, serialized once for every local recipient.
+fn shared(from: &Jid, el: Element) -> Arc<SharedStanza> {
+    Arc::new(SharedStanza::new(
+        Stanza::new(Kind::Presence, from.clone(), None, el).el,
+    ))
+}
+
+/// Queues a shared presence on each of `sessions` (each writes its own full JID as `to`).
+fn deliver_shared(sessions: &[SessionHandle], st: &Arc<SharedStanza>) {
+    for s in sessions {
+        if let Err(e) = s.send_shared(vec![st.clone()]) {
+            warn!(to = %s.jid(), "delivery to session failed: {e:?}");
+        }
+    }
+}
+
+/// Sends a broadcast presence to each contact: every copy passes the router's hooks
+/// (blocking, entity capabilities) as if routed alone, but local resources share one
+/// serialization.
+async fn broadcast(router: &Arc<Router>, st: &Arc<SharedStanza>, from: &Jid, to: &[BareJid]) {
+    for c in to {
+        router.route_shared(st, from, Jid::from(c.clone())).await;
+    }
 }
 
 /// The last presence of each available resource of `owner`, sent to `to`.
@@ -103,16 +130,16 @@ async fn available(router: &Arc<Router>, session: &SessionHandle, el: Element) {
     });
     let roster = items(router, &bare).await;
     let from = Jid::from(session.jid().clone());
-    for c in roster.iter().filter(|i| i.subscription.has_from()) {
-        if let Some(c) = c.bare() {
-            send(router, from.clone(), Jid::from(c), el.clone()).await;
-        }
-    }
+    let st = shared(&from, el);
+    let contacts: Vec<BareJid> = roster
+        .iter()
+        .filter(|i| i.subscription.has_from())
+        .filter_map(RosterItem::bare)
+        .collect();
+    broadcast(router, &st, &from, &contacts).await;
     // The account's available resources see it too, the sender included: an account is
     // implicitly subscribed to its own presence (§4.2.2).
-    for s in available_sessions(router, &bare) {
-        deliver_to(router, &s, from.clone(), el.clone());
-    }
+    deliver_shared(&available_sessions(router, &bare), &st);
     if initial {
         initial_extras(router, session, &roster).await;
     }
@@ -175,20 +202,16 @@ pub(crate) async fn unavailable(
     let bare = session.jid().to_bare();
     let mut told: Vec<BareJid> = Vec::new();
     if was {
-        for c in items(router, &bare)
+        told = items(router, &bare)
             .await
             .iter()
             .filter(|i| i.subscription.has_from())
-        {
-            if let Some(c) = c.bare() {
-                send(router, me.clone(), Jid::from(c.clone()), el.clone()).await;
-                told.push(c);
-            }
-        }
+            .filter_map(RosterItem::bare)
+            .collect();
+        let st = shared(&me, el.clone());
+        broadcast(router, &st, &me, &told).await;
         let others = available_sessions(router, &bare);
-        for s in &others {
-            deliver_to(router, s, me.clone(), el.clone());
-        }
+        deliver_shared(&others, &st);
         if others.is_empty() {
             crate::last::record(router, &bare, &me, &el).await;
         }

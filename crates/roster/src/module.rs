@@ -93,17 +93,24 @@ impl RosterModule {
         // §2.1.6: requesting the roster makes the resource "interested" in pushes.
         session.update_presence(|p| p.roster_requested = true);
         let store = roster_of(router, me).ok_or(Condition::BadRequest)?;
-        let ver = store.version().await.map_err(internal)?;
-        // XEP-0237: the client's cached copy is current, so the answer is an empty result and
-        // any later change reaches it as a push.
-        if q.attr("ver") == Some(ver.to_string().as_str()) {
-            reply(router, st, me, st.iq_result(None)).await;
-            return Ok(());
-        }
+        let (ver, items) = match q.attr("ver") {
+            Some(cached) => {
+                let ver = store.version().await.map_err(internal)?;
+                // XEP-0237: the client's cached copy is current, so the answer is an empty
+                // result and any later change reaches it as a push.
+                if cached == ver.to_string() {
+                    reply(router, st, me, st.iq_result(None)).await;
+                    return Ok(());
+                }
+                (ver, store.listed().await.map_err(internal)?)
+            }
+            // No cached copy: version and items from one read.
+            None => store.listed_with_version().await.map_err(internal)?,
+        };
         let mut out = Element::builder("query", NS_ROSTER)
             .a("ver", ver.to_string())
             .build();
-        for item in store.listed().await.map_err(internal)? {
+        for item in items {
             out.append_child(item.to_element());
         }
         reply(router, st, me, st.iq_result(Some(out))).await;

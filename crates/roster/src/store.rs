@@ -34,6 +34,14 @@ fn stripe(host: &str, user: &str) -> &'static Mutex<()> {
     &stripes[(h.finish() % 64) as usize]
 }
 
+/// A stored version counter (0 if unreadable, as for a roster never written).
+fn parse_version(bytes: &[u8]) -> u64 {
+    std::str::from_utf8(bytes)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
 fn decode(bytes: &[u8]) -> Result<RosterItem> {
     serde_json::from_slice(bytes)
         .map_err(|e| StoreError::Backend(format!("corrupt roster item: {e}")))
@@ -52,6 +60,25 @@ impl<'a> RosterStore<'a> {
             .filter(|(k, _)| k != VERSION_KEY)
             .map(|(_, v)| decode(v))
             .collect()
+    }
+
+    /// The current version and the items a client sees, from one read (the version is kept
+    /// in the same map): a roster get without a cached version costs one statement.
+    pub async fn listed_with_version(&self) -> Result<(u64, Vec<RosterItem>)> {
+        let rows = self.map.all(self.host, STORE, self.user).await?;
+        let mut ver = 0;
+        let mut items = Vec::with_capacity(rows.len());
+        for (k, v) in &rows {
+            if k == VERSION_KEY {
+                ver = parse_version(v);
+            } else {
+                let item = decode(v)?;
+                if item.listed {
+                    items.push(item);
+                }
+            }
+        }
+        Ok((ver, items))
     }
 
     /// The items a client sees (RFC 6121 §2.1.4), sorted by JID.
@@ -75,7 +102,7 @@ impl<'a> RosterStore<'a> {
             .map
             .get(self.host, STORE, self.user, VERSION_KEY)
             .await?
-            .and_then(|v| std::str::from_utf8(&v).ok()?.parse().ok())
+            .map(|v| parse_version(&v))
             .unwrap_or(0))
     }
 

@@ -86,8 +86,16 @@ impl Client {
 
     fn drain(&mut self) -> Vec<Element> {
         let mut out = Vec::new();
-        while let Ok(Outbound::Stanza(el)) = self.rx.try_recv() {
-            out.push(*el);
+        while let Ok(item) = self.rx.try_recv() {
+            match item {
+                Outbound::Stanza(el) => out.push(*el),
+                Outbound::Shared(items) => out.extend(
+                    items
+                        .iter()
+                        .map(|s| s.to_element(self.handle.jid().as_str())),
+                ),
+                Outbound::Close(_) => break,
+            }
         }
         out
     }

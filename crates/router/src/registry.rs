@@ -209,6 +209,12 @@ impl SessionHandle {
         self.lock().clone()
     }
 
+    /// Whether the session is an available resource, without copying the presence state
+    /// (broadcasts ask this once per recipient).
+    pub fn is_available(&self) -> bool {
+        self.lock().available()
+    }
+
     /// Changes the presence state; the closure runs under a short, never-awaited lock.
     pub fn update_presence<R>(&self, f: impl FnOnce(&mut PresenceState) -> R) -> R {
         f(&mut self.lock())

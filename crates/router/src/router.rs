@@ -16,7 +16,7 @@ use tern_storage::Storage;
 
 use crate::local::Pending;
 use crate::module::{Ctx, Event, Flow, Hooks, Module, Origin, PreAuth, SessionEvent, Target};
-use crate::registry::{SessionHandle, SessionRegistry};
+use crate::registry::{SessionHandle, SessionRegistry, SharedStanza};
 use crate::service::{Service, Services};
 use crate::stanza::{Condition, Kind, Stanza, StanzaError};
 
@@ -271,7 +271,28 @@ impl Router {
 
     /// Routes a stanza whose `from` is already stamped and trusted.
     pub fn route<'a>(self: &'a Arc<Self>, origin: Origin, stanza: Stanza) -> RouteFuture<'a> {
-        Box::pin(self.route_inner(origin, stanza))
+        Box::pin(self.route_inner(origin, stanza, None))
+    }
+
+    /// Routes the copy of `shared` (sent by `from`) addressed to `to` exactly as
+    /// [`Router::route`] routes it with [`Origin::Local`]: the same hooks see the same stanza.
+    /// Only the hand-over differs: a local resource that gets the copy as the hooks left it
+    /// unchanged is queued `shared` itself, so the copies of a presence broadcast to many
+    /// contacts (RFC 6121 §4.4.2) are serialized once instead of once per recipient. The
+    /// session writes its own full JID as the `to` (RFC 6121 §4.4.3: the presence goes to
+    /// every available resource of the contact).
+    pub async fn route_shared(self: &Arc<Self>, shared: &Arc<SharedStanza>, from: &Jid, to: Jid) {
+        let el = shared.to_element(to.as_str());
+        let Some(kind) = Kind::of(&el) else {
+            return;
+        };
+        let st = Stanza {
+            kind,
+            from: from.clone(),
+            to: Some(to),
+            el,
+        };
+        self.route_inner(Origin::Local, st, Some(shared)).await;
     }
 
     /// Sends an error reply for a stanza back to its sender, unless it is itself an error
@@ -316,7 +337,12 @@ impl Router {
         Flow::Continue
     }
 
-    async fn route_inner(self: &Arc<Self>, origin: Origin, mut st: Stanza) {
+    async fn route_inner(
+        self: &Arc<Self>,
+        origin: Origin,
+        mut st: Stanza,
+        shared: Option<&Arc<SharedStanza>>,
+    ) {
         if matches!(origin, Origin::Local) {
             if let Some(waiting) = self.pending.take(&st) {
                 // The asker may have given up (timeout) meanwhile; nothing to do then.
@@ -352,7 +378,7 @@ impl Router {
             }
             (true, Err(bare)) => {
                 let bare = bare.clone();
-                self.to_bare(origin, st, bare).await
+                self.to_bare(origin, st, bare, shared).await
             }
         }
     }
@@ -403,7 +429,13 @@ impl Router {
         }
     }
 
-    async fn to_bare(self: &Arc<Self>, origin: Origin, mut st: Stanza, bare: BareJid) {
+    async fn to_bare(
+        self: &Arc<Self>,
+        origin: Origin,
+        mut st: Stanza,
+        bare: BareJid,
+        shared: Option<&Arc<SharedStanza>>,
+    ) {
         if !self.account_exists(&bare).await {
             return self.no_such_user(st).await;
         }
@@ -424,9 +456,20 @@ impl Router {
                     == Flow::Continue
                     && matches!(st.type_(), "available" | "unavailable")
                 {
+                    let shared = shared.filter(|sh| is_copy_of(&st.el, sh));
                     for s in self.registry.resources(&bare) {
-                        if s.presence().available() {
-                            self.deliver(&s, &st);
+                        if !s.is_available() {
+                            continue;
+                        }
+                        match shared {
+                            Some(sh) => {
+                                if let Err(e) = s.send_shared(vec![sh.clone()]) {
+                                    warn!(to = %s.jid(), "delivery to session failed: {e:?}");
+                                }
+                            }
+                            None => {
+                                self.deliver(&s, &st);
+                            }
                         }
                     }
                 }
@@ -543,8 +586,9 @@ impl Router {
             .resources(bare)
             .into_iter()
             .filter_map(|s| {
-                let p = s.presence();
-                (p.available() && p.priority >= 0).then_some((p.priority, s))
+                // Read under the lock: a snapshot would copy the whole presence state.
+                let (available, priority) = s.update_presence(|p| (p.available(), p.priority));
+                (available && priority >= 0).then_some((priority, s))
             })
             .collect();
         let top = candidates.iter().map(|(p, _)| *p).max();
@@ -626,6 +670,19 @@ impl Router {
             }
         }
     }
+}
+
+/// Whether `el` is the stanza of `shared` with only a `to` added, i.e. no hook rewrote it.
+fn is_copy_of(el: &Element, shared: &SharedStanza) -> bool {
+    let orig = shared.element();
+    el.name() == orig.name()
+        && el.ns() == orig.ns()
+        && el
+            .attrs()
+            .iter()
+            .filter(|((ns, name), _)| !(ns.is_none() && name.as_str() == "to"))
+            .eq(orig.attrs().iter())
+        && el.nodes().eq(orig.nodes())
 }
 
 fn iq_ns(st: &Stanza) -> Option<String> {

@@ -171,3 +171,64 @@ async fn a_backlog_larger_than_half_the_queue_arrives_over_logins_and_iqs_are_an
     assert_eq!(next, n, "the whole backlog arrived over a few logins");
     s.stop().await;
 }
+
+/// A login that finds nothing stored lets the server skip the store on later logins
+/// (`KnownEmpty`); a message stored after that must still be delivered at the next one, and
+/// the one after that finds nothing again.
+#[tokio::test]
+async fn message_stored_after_an_empty_login_is_delivered() {
+    let s = TestServer::start_with(|c| c.storage.backend = "sqlite".into())
+        .await
+        .unwrap();
+    s.add_user("alice", "pw").await.unwrap();
+    s.add_user("bob", "pw").await.unwrap();
+    let is_msg = |e: &minidom::Element| e.name() == "message";
+    for round in 0..2 {
+        // Nothing stored: bob's login delivers nothing.
+        let mut b = RawClient::login(&s, "bob", "pw", "b").await.unwrap();
+        b.send_str("<presence/>").await.unwrap();
+        assert!(b
+            .silent_for(Duration::from_millis(300), is_msg)
+            .await
+            .unwrap());
+        drop(b);
+        let mut a = RawClient::login(&s, "alice", "pw", "a").await.unwrap();
+        // Wait until bob's session is gone, so the message is stored rather than delivered.
+        let mut stored = false;
+        for _ in 0..50 {
+            if s.router()
+                .sessions()
+                .resources(&"bob@localhost".parse().unwrap())
+                .is_empty()
+            {
+                stored = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(stored, "bob's session did not end");
+        a.send_str(&format!(
+            "<message to='bob@localhost' type='chat' id='r{round}'><body>later</body></message>"
+        ))
+        .await
+        .unwrap();
+        // No error: stored.
+        assert!(a
+            .silent_for(Duration::from_millis(300), is_msg)
+            .await
+            .unwrap());
+        let mut b = RawClient::login(&s, "bob", "pw", "b").await.unwrap();
+        b.send_str("<presence/>").await.unwrap();
+        let m = b.expect("offline message", is_msg).await.unwrap();
+        assert_eq!(m.attr("id"), Some(format!("r{round}").as_str()));
+        assert!(m.has_child("delay", "urn:xmpp:delay"));
+        assert!(b
+            .silent_for(Duration::from_millis(300), is_msg)
+            .await
+            .unwrap());
+        drop(b);
+        drop(a);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    s.stop().await;
+}

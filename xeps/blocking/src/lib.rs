@@ -352,7 +352,7 @@ fn push(router: &Router, owner: &BareJid, change: &Element) {
 
 fn available(router: &Router, owner: &BareJid) -> Vec<SessionHandle> {
     let mut v = router.sessions().resources(owner);
-    v.retain(|s| s.presence().available());
+    v.retain(SessionHandle::is_available);
     v
 }
 

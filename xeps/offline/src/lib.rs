@@ -5,7 +5,8 @@
 //! with a `<delay/>` stamp; when a resource next becomes available with a non-negative
 //! priority, the stored messages are delivered to it in order and then deleted.
 
-use std::sync::Arc;
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use async_trait::async_trait;
 use minidom::Element;
@@ -14,6 +15,7 @@ use tracing::{debug, info, warn};
 
 use tern_router::time::{format_micros, now_micros};
 use tern_router::xml::BuilderExt;
+use tern_router::BareJid;
 use tern_router::{
     Condition, Ctx, Event, Flow, Hooks, Kind, Module, Router, SessionEvent, SessionHandle, Stanza,
     StanzaError,
@@ -44,16 +46,77 @@ impl Default for OfflineConfig {
     }
 }
 
+/// Most accounts remembered as having nothing stored (beyond it, the set starts over).
+const MAX_KNOWN_EMPTY: usize = 100_000;
+
 /// The offline storage module.
 #[derive(Default)]
 pub struct OfflineModule {
     config: OfflineConfig,
+    empty: KnownEmpty,
 }
 
 impl OfflineModule {
     /// A module with these settings.
     pub fn new(config: OfflineConfig) -> Self {
-        OfflineModule { config }
+        OfflineModule {
+            config,
+            empty: KnownEmpty::default(),
+        }
+    }
+}
+
+/// Accounts whose offline store is known to be empty: most logins find nothing stored, and
+/// then cost no archive query. Only this module appends to the store, and it takes the
+/// account out of the set after every append; a flush that found the store empty puts it
+/// back only if no append happened since the flush began (the generation check), so a
+/// message stored concurrently is never hidden.
+#[derive(Default)]
+struct KnownEmpty {
+    inner: Mutex<KnownEmptyInner>,
+}
+
+#[derive(Default)]
+struct KnownEmptyInner {
+    accounts: HashSet<BareJid>,
+    /// Bumped by every append.
+    generation: u64,
+}
+
+impl KnownEmpty {
+    fn lock(&self) -> MutexGuard<'_, KnownEmptyInner> {
+        // A hint only: a poisoned set loses nothing the store does not have.
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Whether the account has nothing stored; otherwise the current generation, to hand
+    /// to [`KnownEmpty::mark`] after reading the store.
+    fn check(&self, bare: &BareJid) -> Result<(), u64> {
+        let inner = self.lock();
+        if inner.accounts.contains(bare) {
+            Ok(())
+        } else {
+            Err(inner.generation)
+        }
+    }
+
+    /// Records that the store held nothing for the account when read in `generation`.
+    fn mark(&self, bare: &BareJid, generation: u64) {
+        let mut inner = self.lock();
+        if inner.generation != generation {
+            return;
+        }
+        if inner.accounts.len() >= MAX_KNOWN_EMPTY {
+            inner.accounts.clear();
+        }
+        inner.accounts.insert(bare.clone());
+    }
+
+    /// Forgets the account: something was (or is being) stored for it.
+    fn stored(&self, bare: &BareJid) {
+        let mut inner = self.lock();
+        inner.generation = inner.generation.wrapping_add(1);
+        inner.accounts.remove(bare);
     }
 }
 
@@ -124,10 +187,11 @@ impl OfflineModule {
             with: st.from.to_bare().to_string(),
             data,
         };
-        archive
-            .append(&host, STORE, &user, &item)
-            .await
-            .map_err(internal)?;
+        // Before and after: a flush reading between the two sees the message or is stale.
+        self.empty.stored(&to);
+        let appended = archive.append(&host, STORE, &user, &item).await;
+        self.empty.stored(&to);
+        appended.map_err(internal)?;
         debug!(jid = %to, "message stored offline");
         Ok(())
     }
@@ -137,8 +201,11 @@ impl OfflineModule {
     /// is answered, so the client gets its backlog first. It stops while half of the queue is
     /// still free, leaving room for live traffic and IQ replies; what does not fit stays stored
     /// for the next time the account becomes available.
-    async fn flush(router: Arc<Router>, session: SessionHandle) {
+    async fn flush(&self, router: Arc<Router>, session: SessionHandle) {
         let bare = session.jid().to_bare();
+        let Err(generation) = self.empty.check(&bare) else {
+            return;
+        };
         let (host, user) = (
             bare.domain().to_string(),
             bare.node().map(|n| n.to_string()).unwrap_or_default(),
@@ -180,6 +247,9 @@ impl OfflineModule {
                 if let Err(e) = archive.delete(&host, STORE, &user, Some(&delivered)).await {
                     return warn!(jid = %bare, "cannot delete delivered offline messages: {e}");
                 }
+            }
+            if page.items.is_empty() && total == 0 {
+                self.empty.mark(&bare, generation);
             }
             if stopped || page.items.len() < FLUSH_BATCH {
                 break;
@@ -229,7 +299,7 @@ impl Module for OfflineModule {
 
     async fn on_session(&self, event: SessionEvent, router: &Arc<Router>, session: &SessionHandle) {
         if event == SessionEvent::Available {
-            OfflineModule::flush(router.clone(), session.clone()).await;
+            self.flush(router.clone(), session.clone()).await;
         }
     }
 }

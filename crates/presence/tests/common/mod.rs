@@ -98,8 +98,15 @@ impl Client {
     pub fn drain(&mut self) -> Vec<Element> {
         let mut out = Vec::new();
         while let Ok(item) = self.rx.try_recv() {
-            if let Outbound::Stanza(el) = item {
-                out.push(*el);
+            match item {
+                Outbound::Stanza(el) => out.push(*el),
+                // A broadcast shared by many sessions: this one would write its JID as `to`.
+                Outbound::Shared(items) => out.extend(
+                    items
+                        .iter()
+                        .map(|s| s.to_element(self.handle.jid().as_str())),
+                ),
+                Outbound::Close(_) => {}
             }
         }
         out
