@@ -95,6 +95,15 @@ default = "never"                 # no message archive: the peers run without on
 
 [proxy65]
 enabled = false                   # no SOCKS5 listener (not part of any scenario)
+
+[muc]
+message_rate = 0.0                # no per-occupant message throttle (the peers have none)
+max_rooms_per_user = 0            # no limit on rooms created by one account
+
+[muc.default_room]
+logging = false                   # no room archive: the peers run MUC without MAM
+history_length = 0                # no history kept for joiners, as configured on the peers
+max_users = 1000                  # as ejabberd's max_users below (Prosody has no limit)
 TOML
     # exec: the pid recorded is the server's own (setsid does not fork outside job control).
     (ulimit -n 20000; cd "$d"; exec setsid "$tern_bin" --config "$d/tern.toml" serve \
@@ -133,6 +142,9 @@ allow_registration = true
 registration_allowlist = { "127.0.0.0/8" } -- no registration throttle for loopback clients
 ssl = { certificate = "$c/$domain.crt"; key = "$c/$domain.key"; }
 VirtualHost "$domain"
+Component "conference.$domain" "muc"
+    restrict_room_creation = false  -- any user may create rooms (the default, stated)
+    muc_room_default_history_length = 0 -- no history kept for joiners, as on the others
 LUA
     (ulimit -n 20000; cd "$d"; exec setsid prosody --config "$d/prosody.cfg.lua" -F \
         </dev/null >"$d/stdout.log" 2>&1) &
@@ -199,6 +211,19 @@ modules:
   mod_register:
     ip_access: all
     access: register
+  mod_muc:
+    hosts:
+      - conference.$domain
+    access: all
+    access_create: all          # any user may create rooms
+    history_size: 0             # no history kept for joiners, as on the others
+    max_users: 1000             # default 200
+    max_user_conferences: 1000  # default 100
+    min_message_interval: 0     # no message throttle (stated; the default)
+    min_presence_interval: 0    # no presence throttle (stated; the default)
+    default_room_options:
+      mam: false                # no room archive, as on the others
+      logging: false
 YML
     # Empty: the packaged ejabberdctl.cfg points back at /etc/ejabberd/ejabberd.yml.
     : >"$d/ejabberdctl.cfg"
