@@ -13,7 +13,8 @@
 #   MECH           SASL mechanism (default scram-sha-1: the one all three offer with hashed storage)
 #   IDLE_SESSIONS  sessions of the idle scenario (default 5000); IDLE_PROCS generator processes (2)
 #   PRESENCE_USERS users of the presence scenario, 100 contacts each (default 300)
-#   PRESENCE_PREFIX their account prefix (default p; a fresh prefix gives fresh rosters)
+#   PRESENCE_PREFIX their account prefix (default p; a fresh prefix gives fresh rosters; on
+#                  Prosody the rosters are written into its storage once per prefix and size)
 #   MUC_ROOMS, MUC_OCCUPANTS, MUC_SENDERS, MUC_MESSAGES  muc sizes (tern-bench's defaults:
 #                  10 rooms, 50 occupants, 5 senders per room, 60 messages each)
 #   ARCHIVE_ITEMS  archive size for the query figures (default 1000000); ARCHIVE_DIR where
@@ -117,6 +118,20 @@ for round in $(seq 1 "${ROUNDS:-1}"); do
         if [ "$pp" != p ] && [ "$(cat "$base/$s/accounts-$pp" 2>/dev/null || echo 0)" -lt "$pn" ]; then
             "$bin" register "${common[@]}" --users "$pn" --prefix "$pp" >>"$run/$s-register.log" 2>&1
             echo "$pn" >"$base/$s/accounts-$pp"
+        fi
+        # Prosody's rosters for the presence scenario go straight into its storage (see
+        # servers.sh prosody-rosters: the protocol path takes it far too long); the scenario
+        # itself then runs through the protocol as on the others.
+        if [ "$s" = prosody ] && [[ " ${scenarios[*]} " == *" presence "* ]] \
+            && [ ! -e "$base/prosody/rosters-$pp-$pn-100" ]; then
+            echo "== prosody: writing the rosters of $pn users x 100 contacts ($pp*)"
+            bash "$peers" stop prosody
+            bash "$peers" prosody-rosters "$pp" "$pn" 100
+            touch "$base/prosody/rosters-$pp-$pn-100"
+            bash "$peers" start prosody
+            pid=$(bash "$peers" pid prosody)
+            common=(--addr "127.0.0.1:$port" --domain localhost --ca "$certs/ca.crt"
+                    --server-pid "$pid" --label "$s" --mech "$mech")
         fi
         for sc in "${scenarios[@]}"; do
             args=()

@@ -6,6 +6,7 @@
 #
 # Usage: bench/peers/servers.sh start|stop|pid|port|status NAME     (NAME: tern, prosody, ejabberd)
 #        bench/peers/servers.sh certs | install
+#        bench/peers/servers.sh prosody-rosters PREFIX USERS CONTACTS   (Prosody stopped)
 # Environment: TERN_BENCH_DIR (default /tmp/tern-bench-peers) holds configs, data and logs;
 #              TERN_BIN (default $CARGO_TARGET_DIR/release/tern, else target/release/tern).
 set -euo pipefail
@@ -236,6 +237,34 @@ YML
     wait_port ejabberd "$(cat "$d/pid")" "$d/stdout.log"
 }
 
+# The presence scenario's rosters written straight into Prosody's storage: through the
+# protocol, Prosody 0.12 rewrites a user's whole roster file (pending requests included) on
+# every subscription step, ~10 ms each here, so 102 users x 100 contacts (~40,000 saves) take
+# it over ten minutes and 300 users far longer. The ring is tern-bench presence's (user i with
+# the CONTACTS/2 users on either side) and the file format is what Prosody itself wrote after
+# real subscribe/subscribed exchanges (internal storage, data/localhost/roster/USER.dat).
+prosody_rosters() { # PREFIX USERS CONTACTS
+    local dir=$base/prosody/data/$domain/roster
+    mkdir -p "$dir"
+    python3 - "$dir" "$domain" "$1" "$2" "$3" <<'PY'
+import os, sys
+d, domain, prefix, users, contacts = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5])
+half = contacts // 2
+for i in range(users):
+    ring = [(i + k) % users for k in range(1, half + 1)] + [(i + users - k) % users for k in range(1, half + 1)]
+    out = ["return {", "\t[false] = {", "\t\t[\"version\"] = 1;", "\t\t[\"pending\"] = {};", "\t};"]
+    for j in ring:
+        out += [f'\t["{prefix}{j}@{domain}"] = {{', '\t\t["groups"] = {};',
+                '\t\t["subscription"] = "both";', "\t};"]
+    out.append("};")
+    path = os.path.join(d, f"{prefix}{i}.dat")
+    with open(path + ".tmp", "w") as f:
+        f.write("\n".join(out) + "\n")
+    os.chmod(path + ".tmp", 0o640)
+    os.replace(path + ".tmp", path)
+PY
+}
+
 # The process doing the work: ejabberd's is the Erlang VM under `su`, found by its node name.
 server_pid() {
     case $1 in
@@ -267,5 +296,6 @@ case $cmd in
     start) stop "$name"; "start_$name"; echo "$name up on 127.0.0.1:$(port "$name"), pid $(server_pid "$name")" ;;
     stop) stop "$name" ;;
     pid) server_pid "$name" ;;
-    *) sed -n '2,12p' "$0"; exit 2 ;;
+    prosody-rosters) prosody_rosters "$2" "$3" "$4" ;;
+    *) sed -n '2,13p' "$0"; exit 2 ;;
 esac
