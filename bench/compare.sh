@@ -7,7 +7,7 @@
 #   SCENARIO: idle | login | chat | presence | muc | all (= these five, idle first) | archive
 #   archive: Tern only (the peers run without a message archive), no server process: durable
 #   appends/s (`tern-bench append`), then MAM queries through the store and end to end on an
-#   archive of ARCHIVE_ITEMS messages (`query`, `e2e`). Not part of `all`: ~15 min at 1M.
+#   archive of ARCHIVE_ITEMS messages (`query`, `e2e`). Not part of `all`: 20-30 min at 1M.
 # Environment:
 #   SERVERS        servers to run, in order (default "tern prosody ejabberd")
 #   MECH           SASL mechanism (default scram-sha-1: the one all three offer with hashed storage)
@@ -18,7 +18,8 @@
 #   MUC_ROOMS, MUC_OCCUPANTS, MUC_SENDERS, MUC_MESSAGES  muc sizes (tern-bench's defaults:
 #                  10 rooms, 50 occupants, 5 senders per room, 60 messages each)
 #   ARCHIVE_ITEMS  archive size for the query figures (default 1000000); ARCHIVE_DIR where
-#                  its databases go (default /tmp: disk here, not tmpfs)
+#                  its databases go (default /tmp: disk here, not tmpfs); ARCHIVE_RUNS timed
+#                  runs per query (200); ARCHIVE_APPENDS appends per writer count (50000)
 #   ROUNDS         repeat the whole server loop, interleaved, and report medians (default 1)
 #   NO_BUILD=1     skip `cargo build --release`; NO_REPORT=1 skip the table and plots;
 #   DOCS_DIR       where benchmarks.md and benchmarks/ are written (default docs)
@@ -42,11 +43,11 @@ while [ $# -gt 0 ]; do
         all) scenarios+=(idle login chat presence muc) ;;
         idle|login|chat|presence|muc) scenarios+=("$1") ;;
         archive) archive=1 ;;
-        *) sed -n '2,27p' "$0"; exit 2 ;;
+        *) sed -n '2,28p' "$0"; exit 2 ;;
     esac
     shift
 done
-[ ${#scenarios[@]} -gt 0 ] || [ -n "$archive" ] || { sed -n '2,27p' "$0"; exit 2; }
+[ ${#scenarios[@]} -gt 0 ] || [ -n "$archive" ] || { sed -n '2,28p' "$0"; exit 2; }
 
 if [ -z "${NO_BUILD:-}" ]; then
     cargo build --release -p tern-server -p tern-bench
@@ -71,13 +72,15 @@ run_archive() { # ROUND
     local load0; load0=$(cut -d' ' -f1-3 /proc/loadavg)
     local ok=1
     "${b[@]}" --json "$run/archive-append-$r.json" append --writers 1,16,64,256 --sync full \
+        --items "${ARCHIVE_APPENDS:-50000}" \
         >"$run/tern-archive-append-$r.log" 2>&1 || ok=
-    "${b[@]}" --json "$run/archive-query-$r.json" query --items "$items" \
+    "${b[@]}" --json "$run/archive-query-$r.json" query --items "$items" --runs "${ARCHIVE_RUNS:-200}" \
         >"$run/tern-archive-query-$r.log" 2>&1 || ok=
-    "${b[@]}" --json "$run/archive-e2e-$r.json" e2e --items "$items" \
+    "${b[@]}" --json "$run/archive-e2e-$r.json" e2e --items "$items" --runs "${ARCHIVE_RUNS:-200}" \
         >"$run/tern-archive-e2e-$r.log" 2>&1 || ok=
     [ -n "$ok" ] || echo "   archive failed: see $run/tern-archive-*-$r.log"
-    grep -hE '^\|| items/s|seeding|^== ' "$run"/tern-archive-*-"$r".log | sed 's/^/   /' || true
+    cat "$run"/tern-archive-{append,query,e2e}-"$r".log 2>/dev/null \
+        | grep -vE '^machine:|^  seeded [0-9]+/|^results written|^$' | sed 's/^/   /' || true
     python3 - "$run" "$r" "$load0" >>"$jsonl" <<'PY' || true
 import json, sys
 run, r, load0 = sys.argv[1:]

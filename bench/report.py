@@ -167,7 +167,7 @@ def markdown(rows, runs):
         f"Runs from {when[0][0] if when else '?'} to {when[-1][0] if when else '?'}, "
         f"commits {', '.join(sorted({c for _, c in when}))}. "
         f"Machine: nproc {m.get('nproc', '?')}, {m.get('cpu', '?')}, kernel {m.get('kernel', '?')}; "
-        f"mechanism {runs[0].get('mech', '?') if runs else '?'}.",
+        f"mechanism {next((r['mech'] for r in runs if 'mech' in r), '?')}.",
         "",
         "| scenario | metric | better | Tern | Prosody | ejabberd | Tern ÷ Prosody | Tern ÷ ejabberd |",
         "|---|---|---|--:|--:|--:|--:|--:|",
