@@ -60,6 +60,10 @@ enum Step {
 struct Shared {
     /// Stanzas of the current step received so far, and the time of the last one.
     counted: AtomicU64,
+    /// This round's changes received again from the same contact, and from non-contacts
+    /// (a stale roster item from an earlier run with other sizes): neither is counted.
+    repeated: AtomicU64,
+    strays: AtomicU64,
     last_ns: AtomicU64,
     /// Users whose every contact reached subscription "both".
     complete: AtomicUsize,
@@ -93,6 +97,8 @@ async fn run_user(
     }
     let mut step = Step::Wait;
     let mut tag = String::new();
+    // Contacts whose change of this round arrived.
+    let mut heard: HashSet<Vec<u8>> = HashSet::new();
     let mut replies = Vec::<u8>::new();
     // Subscription requests still to send, one per tick (the setup is paced).
     let mut to_ask: Vec<String> = Vec::new();
@@ -149,8 +155,17 @@ async fn run_user(
                         None if !tag.is_empty()
                             && !mine(xml::attr(e, "from").unwrap_or_default())
                             && xml::text_of(e, "status") == Some(tag.as_bytes()) => {
-                                shared.counted.fetch_add(1, Ordering::Relaxed);
-                                shared.last_ns.store(super::now_ns(), Ordering::Relaxed);
+                                let from = xml::attr(e, "from").unwrap_or_default();
+                                let bare = from.split(|&b| b == b'/').next().unwrap_or_default();
+                                let known = std::str::from_utf8(bare).is_ok_and(|b| wanted.contains(b));
+                                if !known {
+                                    shared.strays.fetch_add(1, Ordering::Relaxed);
+                                } else if !heard.insert(bare.to_vec()) {
+                                    shared.repeated.fetch_add(1, Ordering::Relaxed);
+                                } else {
+                                    shared.counted.fetch_add(1, Ordering::Relaxed);
+                                    shared.last_ns.store(super::now_ns(), Ordering::Relaxed);
+                                }
                         }
                         _ => {}
                     }
@@ -192,11 +207,16 @@ async fn run_user(
                         ask_tick = Some(t);
                     }
                     Step::Round(r) => {
+                        report_missing(&tag, &c_jid, &wanted, &heard);
                         tag = format!("round {r}");
+                        heard.clear();
                         let show = if r % 2 == 0 { "away" } else { "xa" };
                         c.send(format!("<presence><show>{show}</show><status>{tag}</status></presence>").as_bytes()).await?;
                     }
-                    Step::Quit => break,
+                    Step::Quit => {
+                        report_missing(&tag, &c_jid, &wanted, &heard);
+                        break;
+                    }
                     Step::Wait => {}
                 }
             }
@@ -204,6 +224,23 @@ async fn run_user(
     }
     c.close(Duration::from_secs(2)).await;
     Ok(())
+}
+
+/// Names (on stderr) the contacts whose change of the round never reached this user, so that
+/// a server's losses can be followed up.
+fn report_missing(tag: &str, me: &str, wanted: &HashSet<&str>, heard: &HashSet<Vec<u8>>) {
+    if tag.is_empty() || heard.len() >= wanted.len() {
+        return;
+    }
+    let mut missing: Vec<&str> = wanted
+        .iter()
+        .filter(|j| !heard.contains(j.as_bytes()))
+        .copied()
+        .collect();
+    missing.sort_unstable();
+    let n = missing.len();
+    missing.truncate(5);
+    eprintln!("  {tag}: {me} never got the change of {n} contact(s): {missing:?}");
 }
 
 /// Waits until `done()` or until nothing was counted for `quiet`, at most `max`.
@@ -262,6 +299,8 @@ pub async fn run(a: &PresenceArgs) -> Result<serde_json::Value> {
     );
     let shared = Arc::new(Shared {
         counted: AtomicU64::new(0),
+        repeated: AtomicU64::new(0),
+        strays: AtomicU64::new(0),
         last_ns: AtomicU64::new(0),
         complete: AtomicUsize::new(0),
         activity: AtomicU64::new(0),
@@ -312,6 +351,8 @@ pub async fn run(a: &PresenceArgs) -> Result<serde_json::Value> {
     let mut rounds = Vec::new();
     for r in 0..a.rounds {
         shared.counted.store(0, Ordering::Relaxed);
+        shared.repeated.store(0, Ordering::Relaxed);
+        shared.strays.store(0, Ordering::Relaxed);
         let meter = sys::Meter::start(pid.as_deref());
         let start_ns = super::now_ns();
         tx.send(Step::Round(r))?;
@@ -324,6 +365,8 @@ pub async fn run(a: &PresenceArgs) -> Result<serde_json::Value> {
         tokio::time::sleep(Duration::from_millis(500)).await;
         let usage = meter.read();
         let got = shared.counted.load(Ordering::Relaxed);
+        let repeated = shared.repeated.load(Ordering::Relaxed);
+        let strays = shared.strays.load(Ordering::Relaxed);
         let secs = shared
             .last_ns
             .load(Ordering::Relaxed)
@@ -331,7 +374,7 @@ pub async fn run(a: &PresenceArgs) -> Result<serde_json::Value> {
             / 1e9;
         let per_cpu_s = got as f64 / usage.server_cpu.as_secs_f64().max(0.01);
         eprintln!(
-            "  round {r}: {got}/{expected} presences delivered in {secs:.2} s ({:.0}/s), server CPU {:.2} s ({per_cpu_s:.0} deliveries per CPU-second), generator {:.0}%, load {}",
+            "  round {r}: {got}/{expected} presences delivered in {secs:.2} s ({:.0}/s), server CPU {:.2} s ({per_cpu_s:.0} deliveries per CPU-second), repeated {repeated}, from non-contacts {strays}, generator {:.0}%, load {}",
             got as f64 / secs.max(1e-9),
             usage.server_cpu.as_secs_f64(),
             usage.self_pct(),
@@ -341,6 +384,8 @@ pub async fn run(a: &PresenceArgs) -> Result<serde_json::Value> {
             "round": r,
             "expected": expected,
             "delivered": got,
+            "repeated": repeated,
+            "from_non_contacts": strays,
             "complete": got >= expected,
             "secs_until_quiet": secs,
             "deliveries_per_s": got as f64 / secs.max(1e-9),
