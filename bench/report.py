@@ -43,6 +43,22 @@ def complete_rounds(run, key):
     return statistics.median(vals)
 
 
+def muc_figure(run, key):
+    """A muc figure only from a run where every occupant received every message."""
+    if not run.get("complete"):
+        raise KeyError("incomplete muc run")
+    return run[key]
+
+
+def append_rate(run, writers):
+    return next(a["items_per_sec"] for a in run["append"]
+                if a["writers"] == writers and a["sync"] == "full")
+
+
+def query_p99(run, part, shape):
+    return next(q["latency"]["p99_ms"] for q in run[part]["queries"] if q["query"] == shape)
+
+
 def best_login_level(run):
     levels = run.get("levels", [])
     return max(levels, key=lambda l: l["logins_per_s"]) if levels else None
@@ -74,6 +90,27 @@ METRICS = [
      lambda r: complete_rounds(r, "deliveries_per_cpu_s")),
     ("presence", "time until quiet after all change presence", "lower", "s",
      lambda r: complete_rounds(r, "secs_until_quiet")),
+    ("muc", "room deliveries per second", "higher", "/s",
+     lambda r: muc_figure(r, "deliveries_per_s")),
+    ("muc", "room deliveries per server CPU-second", "higher", "/CPU-s",
+     lambda r: muc_figure(r, "deliveries_per_cpu_s")),
+    ("muc", "room delivery latency p99", "lower", "ms",
+     lambda r: muc_figure(r, "latency")["p99_ms"]),
+    ("muc", "time until all occupants joined", "lower", "s",
+     lambda r: muc_figure(r, "join_secs")),
+    # Tern only: the peers run without a message archive.
+    ("archive", "durable appends per second, 1 writer", "higher", "/s",
+     lambda r: append_rate(r, 1)),
+    ("archive", "durable appends per second, 256 writers", "higher", "/s",
+     lambda r: append_rate(r, 256)),
+    ("archive", "MAM last page p99, store", "lower", "ms",
+     lambda r: query_p99(r, "query", "last_page")),
+    ("archive", "MAM count() p99, store", "lower", "ms",
+     lambda r: query_p99(r, "query", "count")),
+    ("archive", "MAM last page p99, end to end", "lower", "ms",
+     lambda r: query_p99(r, "e2e", "last_page")),
+    ("archive", "MAM `with` page p99, end to end", "lower", "ms",
+     lambda r: query_p99(r, "e2e", "with")),
 ]
 
 
@@ -130,7 +167,7 @@ def markdown(rows, runs):
         f"Runs from {when[0][0] if when else '?'} to {when[-1][0] if when else '?'}, "
         f"commits {', '.join(sorted({c for _, c in when}))}. "
         f"Machine: nproc {m.get('nproc', '?')}, {m.get('cpu', '?')}, kernel {m.get('kernel', '?')}; "
-        f"mechanism {runs[0].get('mech', '?') if runs else '?'}.",
+        f"mechanism {next((r['mech'] for r in runs if 'mech' in r), '?')}.",
         "",
         "| scenario | metric | better | Tern | Prosody | ejabberd | Tern ÷ Prosody | Tern ÷ ejabberd |",
         "|---|---|---|--:|--:|--:|--:|--:|",
@@ -142,6 +179,12 @@ def markdown(rows, runs):
             f"| {r['scenario']} | {r['metric']} ({r['unit']}) | {r['better']} | "
             f"{fmt(v['tern'], r['unit'])} | {fmt(v['prosody'], r['unit'])} | "
             f"{fmt(v['ejabberd'], r['unit'])} | {ratio(q['prosody'])} | {ratio(q['ejabberd'])} |")
+    sizes = sorted({r["query"]["items"] for r in runs
+                    if r.get("scenario") == "archive" and "query" in r})
+    if sizes:
+        lines += ["", "archive: Tern only (Prosody and ejabberd run without a message archive); "
+                  f"queries on one account's archive of {', '.join(f'{n:,}' for n in sizes)} "
+                  "messages; appends with `synchronous = full`."]
     lines += ["", "Load average (1 min) at the start → end of each scenario, per server:", ""]
     for s, l in loads(runs).items():
         lines.append(f"- {s}: " + "; ".join(l))

@@ -6,6 +6,7 @@
 #
 # Usage: bench/peers/servers.sh start|stop|pid|port|status NAME     (NAME: tern, prosody, ejabberd)
 #        bench/peers/servers.sh certs | install
+#        bench/peers/servers.sh prosody-rosters PREFIX USERS CONTACTS   (Prosody stopped)
 # Environment: TERN_BENCH_DIR (default /tmp/tern-bench-peers) holds configs, data and logs;
 #              TERN_BIN (default $CARGO_TARGET_DIR/release/tern, else target/release/tern).
 set -euo pipefail
@@ -95,6 +96,15 @@ default = "never"                 # no message archive: the peers run without on
 
 [proxy65]
 enabled = false                   # no SOCKS5 listener (not part of any scenario)
+
+[muc]
+message_rate = 0.0                # no per-occupant message throttle (the peers have none)
+max_rooms_per_user = 0            # no limit on rooms created by one account
+
+[muc.default_room]
+logging = false                   # no room archive: the peers run MUC without MAM
+history_length = 0                # no history kept for joiners, as configured on the peers
+max_users = 1000                  # as ejabberd's max_users below (Prosody has no limit)
 TOML
     # exec: the pid recorded is the server's own (setsid does not fork outside job control).
     (ulimit -n 20000; cd "$d"; exec setsid "$tern_bin" --config "$d/tern.toml" serve \
@@ -133,6 +143,9 @@ allow_registration = true
 registration_allowlist = { "127.0.0.0/8" } -- no registration throttle for loopback clients
 ssl = { certificate = "$c/$domain.crt"; key = "$c/$domain.key"; }
 VirtualHost "$domain"
+Component "conference.$domain" "muc"
+    restrict_room_creation = false  -- any user may create rooms (the default, stated)
+    muc_room_default_history_length = 0 -- no history kept for joiners, as on the others
 LUA
     (ulimit -n 20000; cd "$d"; exec setsid prosody --config "$d/prosody.cfg.lua" -F \
         </dev/null >"$d/stdout.log" 2>&1) &
@@ -199,6 +212,19 @@ modules:
   mod_register:
     ip_access: all
     access: register
+  mod_muc:
+    hosts:
+      - conference.$domain
+    access: all
+    access_create: all          # any user may create rooms
+    history_size: 0             # no history kept for joiners, as on the others
+    max_users: 1000             # default 200
+    max_user_conferences: 1000  # default 100
+    min_message_interval: 0     # no message throttle (stated; the default)
+    min_presence_interval: 0    # no presence throttle (stated; the default)
+    default_room_options:
+      mam: false                # no room archive, as on the others
+      logging: false
 YML
     # Empty: the packaged ejabberdctl.cfg points back at /etc/ejabberd/ejabberd.yml.
     : >"$d/ejabberdctl.cfg"
@@ -209,6 +235,34 @@ YML
         </dev/null >"$d/stdout.log" 2>&1) &
     echo $! >"$d/pid"
     wait_port ejabberd "$(cat "$d/pid")" "$d/stdout.log"
+}
+
+# The presence scenario's rosters written straight into Prosody's storage: through the
+# protocol, Prosody 0.12 rewrites a user's whole roster file (pending requests included) on
+# every subscription step, ~10 ms each here, so 102 users x 100 contacts (~40,000 saves) take
+# it over ten minutes and 300 users far longer. The ring is tern-bench presence's (user i with
+# the CONTACTS/2 users on either side) and the file format is what Prosody itself wrote after
+# real subscribe/subscribed exchanges (internal storage, data/localhost/roster/USER.dat).
+prosody_rosters() { # PREFIX USERS CONTACTS
+    local dir=$base/prosody/data/$domain/roster
+    mkdir -p "$dir"
+    python3 - "$dir" "$domain" "$1" "$2" "$3" <<'PY'
+import os, sys
+d, domain, prefix, users, contacts = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5])
+half = contacts // 2
+for i in range(users):
+    ring = [(i + k) % users for k in range(1, half + 1)] + [(i + users - k) % users for k in range(1, half + 1)]
+    out = ["return {", "\t[false] = {", "\t\t[\"version\"] = 1;", "\t\t[\"pending\"] = {};", "\t};"]
+    for j in ring:
+        out += [f'\t["{prefix}{j}@{domain}"] = {{', '\t\t["groups"] = {};',
+                '\t\t["subscription"] = "both";', "\t};"]
+    out.append("};")
+    path = os.path.join(d, f"{prefix}{i}.dat")
+    with open(path + ".tmp", "w") as f:
+        f.write("\n".join(out) + "\n")
+    os.chmod(path + ".tmp", 0o640)
+    os.replace(path + ".tmp", path)
+PY
 }
 
 # The process doing the work: ejabberd's is the Erlang VM under `su`, found by its node name.
@@ -242,5 +296,6 @@ case $cmd in
     start) stop "$name"; "start_$name"; echo "$name up on 127.0.0.1:$(port "$name"), pid $(server_pid "$name")" ;;
     stop) stop "$name" ;;
     pid) server_pid "$name" ;;
-    *) sed -n '2,12p' "$0"; exit 2 ;;
+    prosody-rosters) prosody_rosters "$2" "$3" "$4" ;;
+    *) sed -n '2,13p' "$0"; exit 2 ;;
 esac

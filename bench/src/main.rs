@@ -5,8 +5,10 @@
 //! - `query`: MAM query latency (p50/p95/max) on one account's archive of 100,000 messages,
 //!   through the `ArchiveStore` API.
 //! - `e2e`: the same queries sent by a client to a real in-process server on SQLite.
-//! - `muc`: multi-user chat through a real server: the 1,000th occupant's join, and room
-//!   messages delivered per second with 10 rooms of 100 occupants.
+//! - `muc-local`: multi-user chat through a real in-process server: the 1,000th occupant's
+//!   join, and room messages delivered per second with 10 rooms of 100 occupants.
+//! - load generator (`register`, `idle`, `login`, `chat`, `presence`, `muc`): real clients over
+//!   the network against any server; see `load`.
 //! - `probe`: where an append's time goes (fsync, sqlx statement round trip, row, commit).
 //!
 //! Every scenario is bounded in items and in time (`--max-secs`) and writes its database to a
@@ -141,9 +143,9 @@ enum Cmd {
     /// Figure 2 end to end: MAM queries by a client to a real server on SQLite.
     #[cfg(feature = "e2e")]
     E2e(QueryArgs),
-    /// Multi-user chat: a 1,000-occupant join, and deliveries/s in 10 rooms of 100.
+    /// Multi-user chat in process: a 1,000-occupant join, and deliveries/s in 10 rooms of 100.
     #[cfg(feature = "e2e")]
-    Muc(MucArgs),
+    MucLocal(MucArgs),
     /// Where an append's time goes: fsync, statement round trip, row insert, commit.
     Probe,
     /// Every storage scenario with its defaults.
@@ -158,6 +160,8 @@ enum Cmd {
     Chat(load::chat::ChatArgs),
     /// Load: users with 100-contact rosters all changing presence; time until quiet.
     Presence(load::presence::PresenceArgs),
+    /// Load: rooms x occupants over the network; room deliveries per second and per CPU-second.
+    Muc(load::muc::MucLoadArgs),
 }
 
 fn fsync_line(dir: &std::path::Path) {
@@ -314,9 +318,9 @@ async fn main() -> anyhow::Result<()> {
             #[cfg(feature = "e2e")]
             Cmd::E2e(q) => results.push(run_e2e(c, &dir, q).await?),
             #[cfg(feature = "e2e")]
-            Cmd::Muc(m) => {
+            Cmd::MucLocal(m) => {
                 println!(
-                    "\n== muc: {} occupants in one room; {} rooms x {} occupants, db in {} ({}), load {}",
+                    "\n== muc-local: {} occupants in one room; {} rooms x {} occupants, db in {} ({}), load {}",
                     m.big,
                     m.rooms,
                     m.per_room,
@@ -344,6 +348,7 @@ async fn main() -> anyhow::Result<()> {
             Cmd::Login(a) => results.push(load::login::run(a).await?),
             Cmd::Chat(a) => results.push(load::chat::run(a).await?),
             Cmd::Presence(a) => results.push(load::presence::run(a).await?),
+            Cmd::Muc(a) => results.push(load::muc::run(a, c.max_secs).await?),
         }
     }
     if let Some(path) = &c.json {

@@ -287,7 +287,7 @@ pub async fn run(p: &Params<'_>) -> anyhow::Result<serde_json::Value> {
         Err(_) => anyhow::bail!("server still shared"),
     }
     Ok(serde_json::json!({
-        "scenario": "muc",
+        "scenario": "muc-local",
         "big_room": { "occupants": p.big, "history": nth.history, "presences": nth.presences,
                       "last_join_ms": common::ms(nth.took), "previous_100_joins": tail.json(),
                       "fill_secs": filled.as_secs_f64() },

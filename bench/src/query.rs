@@ -82,6 +82,13 @@ pub async fn seed(
                     Instant::now() < deadline,
                     "seeding {items} items took longer than {max_time:?}"
                 );
+                if n > 0 && items >= 100_000 && n % (items / 10) == 0 {
+                    eprintln!(
+                        "  seeded {n}/{items} in {:.1} s (load {})",
+                        start.elapsed().as_secs_f64(),
+                        common::loadavg()
+                    );
+                }
                 let peer = common::peer(n % peers.max(1));
                 let item = common::item(&owner, &peer, n, base + n as i64 * SEED_INTERVAL, size);
                 store.append(HOST, STORE, USER, &item).await?;

@@ -126,8 +126,29 @@ async fn next_element<R: AsyncRead + Unpin>(
 
 /// What a login found.
 pub struct LoginInfo {
-    /// Items in the roster result.
-    pub roster_items: usize,
+    /// Bare JIDs of the roster items with subscription "both".
+    pub both: Vec<String>,
+}
+
+/// The JIDs of a roster result's items with subscription "both".
+fn roster_both(roster: &[u8]) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut rest = roster;
+    while let Some(p) = xml::find(rest, b"<item ") {
+        rest = &rest[p..];
+        let end = rest
+            .iter()
+            .position(|&b| b == b'>')
+            .unwrap_or(rest.len() - 1);
+        let tag = &rest[..=end];
+        if xml::attr(tag, "subscription") == Some(b"both") {
+            if let Some(j) = xml::attr(tag, "jid") {
+                out.push(xml::unescape(j));
+            }
+        }
+        rest = &rest[end..];
+    }
+    out
 }
 
 /// An authenticated, bound session.
@@ -209,7 +230,7 @@ impl Conn {
         if xml::attr(&roster, "type") != Some(b"result") {
             bail!("roster get failed: {}", String::from_utf8_lossy(&roster));
         }
-        let roster_items = roster.windows(6).filter(|w| w == b"<item ").count();
+        let both = roster_both(&roster);
         c.send(b"<presence/>").await?;
         if wait_echo {
             loop {
@@ -221,7 +242,7 @@ impl Conn {
                 }
             }
         }
-        Ok((c, LoginInfo { roster_items }))
+        Ok((c, LoginInfo { both }))
     }
 
     async fn authenticate(&mut self, mech: Mech, user: &str, password: &str) -> Result<()> {

@@ -4,12 +4,13 @@
 //! Layout: `xml` splits streams into elements without building trees, `scram` is the client
 //! side of SASL, `client` one connection's login and I/O, `sys` what /proc says about the
 //! server and the generator. Scenarios: `register` (accounts and nothing else), `idle`,
-//! `login`, `chat`, `presence`. See bench/README.md for how each measures.
+//! `login`, `chat`, `presence`, `muc`. See bench/README.md for how each measures.
 
 pub mod chat;
 pub mod client;
 pub mod idle;
 pub mod login;
+pub mod muc;
 pub mod presence;
 pub mod register;
 pub mod scram;

@@ -60,6 +60,10 @@ enum Step {
 struct Shared {
     /// Stanzas of the current step received so far, and the time of the last one.
     counted: AtomicU64,
+    /// This round's changes received again from the same contact, and from non-contacts
+    /// (a stale roster item from an earlier run with other sizes): neither is counted.
+    repeated: AtomicU64,
+    strays: AtomicU64,
     last_ns: AtomicU64,
     /// Users whose every contact reached subscription "both".
     complete: AtomicUsize,
@@ -77,14 +81,24 @@ fn contacts_of(i: usize, users: usize, contacts: usize) -> Vec<usize> {
 async fn run_user(
     mut c: Conn,
     contacts: Vec<String>,
+    already: Vec<String>,
     mut steps: watch::Receiver<Step>,
     shared: Arc<Shared>,
     setup_period: Duration,
 ) -> Result<()> {
     let wanted: HashSet<&str> = contacts.iter().map(String::as_str).collect();
-    let mut both: HashSet<String> = HashSet::new();
+    // Contacts already "both" at login (an earlier run, perhaps cut short, made them).
+    let mut both: HashSet<String> = already
+        .into_iter()
+        .filter(|j| wanted.contains(j.as_str()))
+        .collect();
+    if both.len() == wanted.len() {
+        shared.complete.fetch_add(1, Ordering::Relaxed);
+    }
     let mut step = Step::Wait;
     let mut tag = String::new();
+    // Contacts whose change of this round arrived.
+    let mut heard: HashSet<Vec<u8>> = HashSet::new();
     let mut replies = Vec::<u8>::new();
     // Subscription requests still to send, one per tick (the setup is paced).
     let mut to_ask: Vec<String> = Vec::new();
@@ -141,8 +155,17 @@ async fn run_user(
                         None if !tag.is_empty()
                             && !mine(xml::attr(e, "from").unwrap_or_default())
                             && xml::text_of(e, "status") == Some(tag.as_bytes()) => {
-                                shared.counted.fetch_add(1, Ordering::Relaxed);
-                                shared.last_ns.store(super::now_ns(), Ordering::Relaxed);
+                                let from = xml::attr(e, "from").unwrap_or_default();
+                                let bare = from.split(|&b| b == b'/').next().unwrap_or_default();
+                                let known = std::str::from_utf8(bare).is_ok_and(|b| wanted.contains(b));
+                                if !known {
+                                    shared.strays.fetch_add(1, Ordering::Relaxed);
+                                } else if !heard.insert(bare.to_vec()) {
+                                    shared.repeated.fetch_add(1, Ordering::Relaxed);
+                                } else {
+                                    shared.counted.fetch_add(1, Ordering::Relaxed);
+                                    shared.last_ns.store(super::now_ns(), Ordering::Relaxed);
+                                }
                         }
                         _ => {}
                     }
@@ -184,11 +207,16 @@ async fn run_user(
                         ask_tick = Some(t);
                     }
                     Step::Round(r) => {
+                        report_missing(&tag, &c_jid, &wanted, &heard);
                         tag = format!("round {r}");
+                        heard.clear();
                         let show = if r % 2 == 0 { "away" } else { "xa" };
                         c.send(format!("<presence><show>{show}</show><status>{tag}</status></presence>").as_bytes()).await?;
                     }
-                    Step::Quit => break,
+                    Step::Quit => {
+                        report_missing(&tag, &c_jid, &wanted, &heard);
+                        break;
+                    }
                     Step::Wait => {}
                 }
             }
@@ -196,6 +224,23 @@ async fn run_user(
     }
     c.close(Duration::from_secs(2)).await;
     Ok(())
+}
+
+/// Names (on stderr) the contacts whose change of the round never reached this user, so that
+/// a server's losses can be followed up.
+fn report_missing(tag: &str, me: &str, wanted: &HashSet<&str>, heard: &HashSet<Vec<u8>>) {
+    if tag.is_empty() || heard.len() >= wanted.len() {
+        return;
+    }
+    let mut missing: Vec<&str> = wanted
+        .iter()
+        .filter(|j| !heard.contains(j.as_bytes()))
+        .copied()
+        .collect();
+    missing.sort_unstable();
+    let n = missing.len();
+    missing.truncate(5);
+    eprintln!("  {tag}: {me} never got the change of {n} contact(s): {missing:?}");
 }
 
 /// Waits until `done()` or until nothing was counted for `quiet`, at most `max`.
@@ -232,10 +277,15 @@ pub async fn run(a: &PresenceArgs) -> Result<serde_json::Value> {
     .await;
     let mut conns = Vec::new();
     let mut have_rosters = true;
-    for r in logins {
+    for (i, r) in logins.into_iter().enumerate() {
         let (c, info) = r?;
-        have_rosters &= info.roster_items >= a.contacts;
-        conns.push(c);
+        let mine: HashSet<String> = contacts_of(i, a.users, a.contacts)
+            .into_iter()
+            .map(|k| format!("{}@{}", user(&a.prefix, k), a.load.domain))
+            .collect();
+        // Items alone are not enough: a setup cut short leaves "none" items behind.
+        have_rosters &= mine.iter().all(|j| info.both.contains(j));
+        conns.push((c, info.both));
     }
     eprintln!(
         "  {} users online in {:.1} s; rosters {}",
@@ -249,6 +299,8 @@ pub async fn run(a: &PresenceArgs) -> Result<serde_json::Value> {
     );
     let shared = Arc::new(Shared {
         counted: AtomicU64::new(0),
+        repeated: AtomicU64::new(0),
+        strays: AtomicU64::new(0),
         last_ns: AtomicU64::new(0),
         complete: AtomicUsize::new(0),
         activity: AtomicU64::new(0),
@@ -257,7 +309,7 @@ pub async fn run(a: &PresenceArgs) -> Result<serde_json::Value> {
     // Each user asks one contact per period, so all together ask `setup_rate` per second.
     let setup_period = Duration::from_secs_f64(a.users as f64 / a.setup_rate.max(1.0));
     let mut tasks = Vec::new();
-    for (i, c) in conns.into_iter().enumerate() {
+    for (i, (c, already)) in conns.into_iter().enumerate() {
         let contacts = contacts_of(i, a.users, a.contacts)
             .into_iter()
             .map(|k| format!("{}@{}", user(&a.prefix, k), a.load.domain))
@@ -265,6 +317,7 @@ pub async fn run(a: &PresenceArgs) -> Result<serde_json::Value> {
         tasks.push(tokio::spawn(run_user(
             c,
             contacts,
+            already,
             rx.clone(),
             shared.clone(),
             setup_period,
@@ -298,6 +351,8 @@ pub async fn run(a: &PresenceArgs) -> Result<serde_json::Value> {
     let mut rounds = Vec::new();
     for r in 0..a.rounds {
         shared.counted.store(0, Ordering::Relaxed);
+        shared.repeated.store(0, Ordering::Relaxed);
+        shared.strays.store(0, Ordering::Relaxed);
         let meter = sys::Meter::start(pid.as_deref());
         let start_ns = super::now_ns();
         tx.send(Step::Round(r))?;
@@ -310,6 +365,8 @@ pub async fn run(a: &PresenceArgs) -> Result<serde_json::Value> {
         tokio::time::sleep(Duration::from_millis(500)).await;
         let usage = meter.read();
         let got = shared.counted.load(Ordering::Relaxed);
+        let repeated = shared.repeated.load(Ordering::Relaxed);
+        let strays = shared.strays.load(Ordering::Relaxed);
         let secs = shared
             .last_ns
             .load(Ordering::Relaxed)
@@ -317,7 +374,7 @@ pub async fn run(a: &PresenceArgs) -> Result<serde_json::Value> {
             / 1e9;
         let per_cpu_s = got as f64 / usage.server_cpu.as_secs_f64().max(0.01);
         eprintln!(
-            "  round {r}: {got}/{expected} presences delivered in {secs:.2} s ({:.0}/s), server CPU {:.2} s ({per_cpu_s:.0} deliveries per CPU-second), generator {:.0}%, load {}",
+            "  round {r}: {got}/{expected} presences delivered in {secs:.2} s ({:.0}/s), server CPU {:.2} s ({per_cpu_s:.0} deliveries per CPU-second), repeated {repeated}, from non-contacts {strays}, generator {:.0}%, load {}",
             got as f64 / secs.max(1e-9),
             usage.server_cpu.as_secs_f64(),
             usage.self_pct(),
@@ -327,6 +384,8 @@ pub async fn run(a: &PresenceArgs) -> Result<serde_json::Value> {
             "round": r,
             "expected": expected,
             "delivered": got,
+            "repeated": repeated,
+            "from_non_contacts": strays,
             "complete": got >= expected,
             "secs_until_quiet": secs,
             "deliveries_per_s": got as f64 / secs.max(1e-9),
