@@ -239,3 +239,59 @@ async fn reopening_a_current_schema_does_not_migrate_again() {
     assert_eq!(mode, "wal");
     conn.close().await.unwrap();
 }
+
+/// The writer keeps an archive's size once it has been counted (RSM `<count/>` on every MAM
+/// query would otherwise scan the index): every later write must keep it exact.
+#[tokio::test]
+async fn archive_count_stays_exact_after_it_was_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = open(&dir).await;
+    let s = Storage::from_backend(db.clone());
+    s.accounts
+        .create(HOST, "juliet", &fixtures::record(1))
+        .await
+        .unwrap();
+    let ar = &s.archive;
+    for i in 0..10 {
+        let it = fixtures::item(&format!("m{i}"), 100 + i, "romeo@example.net");
+        ar.append(HOST, "mam", "juliet", &it).await.unwrap();
+    }
+    // Counted once: from here on the size comes from the writer's table.
+    assert_eq!(ar.count(HOST, "mam", "juliet").await.unwrap(), 10);
+    assert_eq!(ar.count(HOST, "mam", "nobody").await.unwrap(), 0);
+    for i in 10..15 {
+        let it = fixtures::item(&format!("m{i}"), 100 + i, "romeo@example.net");
+        ar.append(HOST, "mam", "juliet", &it).await.unwrap();
+    }
+    assert_eq!(ar.count(HOST, "mam", "juliet").await.unwrap(), 15);
+    // A refused duplicate changes nothing.
+    let dup = fixtures::item("m3", 999, "romeo@example.net");
+    assert!(matches!(
+        ar.append(HOST, "mam", "juliet", &dup).await,
+        Err(StoreError::Conflict)
+    ));
+    assert_eq!(ar.count(HOST, "mam", "juliet").await.unwrap(), 15);
+    // Other archives are not touched by these writes.
+    ar.append(HOST, "mam", "nobody", &fixtures::item("x", 1, "a@b"))
+        .await
+        .unwrap();
+    assert_eq!(ar.count(HOST, "mam", "nobody").await.unwrap(), 1);
+    let gone: Vec<String> = ["m0", "m1", "missing"].map(String::from).to_vec();
+    assert_eq!(
+        ar.delete(HOST, "mam", "juliet", Some(&gone)).await.unwrap(),
+        2
+    );
+    assert_eq!(ar.count(HOST, "mam", "juliet").await.unwrap(), 13);
+    // Expiry removes items of every user of the store: the size is counted again.
+    assert_eq!(ar.expire("mam", 105).await.unwrap(), 4);
+    assert_eq!(ar.count(HOST, "mam", "juliet").await.unwrap(), 10);
+    assert_eq!(ar.count(HOST, "mam", "nobody").await.unwrap(), 0);
+    // So does account deletion, and so does the restart of the process.
+    drop(s);
+    db.close().await;
+    let db = open(&dir).await;
+    let s = Storage::from_backend(db.clone());
+    assert_eq!(s.archive.count(HOST, "mam", "juliet").await.unwrap(), 10);
+    assert!(s.accounts.delete(HOST, "juliet").await.unwrap());
+    assert_eq!(s.archive.count(HOST, "mam", "juliet").await.unwrap(), 0);
+}

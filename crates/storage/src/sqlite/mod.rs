@@ -20,6 +20,7 @@
 //! DESIGN.md requires that an acknowledged message survives `kill -9`; both settings meet that,
 //! only `Full` also survives power loss.
 
+mod counts;
 mod ops;
 mod schema;
 mod stores;

@@ -13,7 +13,8 @@ use std::sync::Arc;
 use sqlx::{Connection, Executor, SqliteConnection};
 use tokio::sync::{mpsc, oneshot};
 
-use super::ops::WriteOp;
+use super::counts::ArchiveCounts;
+use super::ops::{Slot, WriteOp};
 use crate::{Result, StoreError};
 
 /// What the writer task receives.
@@ -23,6 +24,12 @@ enum Msg {
         reply: oneshot::Sender<Result<u64>>,
     },
     /// Finish what was received so far, close the connection, then answer.
+    /// The size of an archive not in `counts` yet: counted here, between batches, so that no
+    /// commit can fall between the count and keeping it.
+    Count {
+        slot: Slot,
+        reply: oneshot::Sender<Result<u64>>,
+    },
     Close(oneshot::Sender<()>),
 }
 
@@ -30,6 +37,7 @@ enum Msg {
 pub(crate) struct Writer {
     tx: mpsc::Sender<Msg>,
     commits: Arc<AtomicU64>,
+    counts: Arc<ArchiveCounts>,
 }
 
 impl Writer {
@@ -40,8 +48,26 @@ impl Writer {
         // queue is back-pressure, not unbounded memory.
         let (tx, rx) = mpsc::channel(max_batch * 2);
         let commits = Arc::new(AtomicU64::new(0));
-        tokio::spawn(run(conn, rx, max_batch, commits.clone()));
-        Writer { tx, commits }
+        let counts = Arc::new(ArchiveCounts::default());
+        tokio::spawn(run(conn, rx, max_batch, commits.clone(), counts.clone()));
+        Writer {
+            tx,
+            commits,
+            counts,
+        }
+    }
+
+    /// The number of items in one user's archive of one store, as of the last commit.
+    pub async fn archive_count(&self, slot: Slot) -> Result<u64> {
+        if let Some(n) = self.counts.get(&slot) {
+            return Ok(n);
+        }
+        let (reply, answer) = oneshot::channel();
+        self.tx
+            .send(Msg::Count { slot, reply })
+            .await
+            .map_err(|_| gone())?;
+        answer.await.map_err(|_| gone())?
     }
 
     /// Queues `op` and waits until its batch has committed (or failed).
@@ -80,9 +106,11 @@ async fn run(
     mut rx: mpsc::Receiver<Msg>,
     max_batch: usize,
     commits: Arc<AtomicU64>,
+    counts: Arc<ArchiveCounts>,
 ) {
     let mut inbox = Vec::with_capacity(max_batch);
     let mut batch = Vec::with_capacity(max_batch);
+    let mut to_count = Vec::new();
     // The loop ends when every sender is gone (backend dropped) or on an explicit close.
     let closer = loop {
         if rx.recv_many(&mut inbox, max_batch).await == 0 {
@@ -92,11 +120,15 @@ async fn run(
         for msg in inbox.drain(..) {
             match msg {
                 Msg::Write { op, reply } => batch.push((op, reply)),
+                Msg::Count { slot, reply } => to_count.push((slot, reply)),
                 Msg::Close(done) => closer = Some(done),
             }
         }
         if !batch.is_empty() {
-            commit_batch(&mut conn, &mut batch, &commits).await;
+            commit_batch(&mut conn, &mut batch, &commits, &counts).await;
+        }
+        for (slot, reply) in to_count.drain(..) {
+            let _ = reply.send(count(&mut conn, &slot, &counts).await);
         }
         if closer.is_some() {
             break closer;
@@ -117,11 +149,15 @@ async fn commit_batch(
     conn: &mut SqliteConnection,
     batch: &mut Vec<(WriteOp, oneshot::Sender<Result<u64>>)>,
     commits: &AtomicU64,
+    counts: &ArchiveCounts,
 ) {
     let outcome = run_batch(conn, batch).await;
     let results = match outcome {
         Ok(results) => {
             commits.fetch_add(1, Ordering::Relaxed);
+            for ((op, _), result) in batch.iter().zip(&results) {
+                counts.apply(op, result);
+            }
             results
         }
         Err(e) => {
@@ -141,6 +177,25 @@ async fn commit_batch(
 }
 
 /// The batch transaction; `Err` means nothing of the batch was committed.
+/// Counts an archive on the writer connection (no write can be in progress) and keeps the size.
+async fn count(conn: &mut SqliteConnection, slot: &Slot, counts: &ArchiveCounts) -> Result<u64> {
+    if let Some(n) = counts.get(slot) {
+        return Ok(n);
+    }
+    let n: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM archive WHERE host = ? AND store = ? AND user = ?",
+    )
+    .bind(&slot.host)
+    .bind(&slot.store)
+    .bind(&slot.user)
+    .fetch_one(&mut *conn)
+    .await
+    .map_err(super::schema::backend)?;
+    let n = n.unsigned_abs();
+    counts.insert(slot, n);
+    Ok(n)
+}
+
 async fn run_batch(
     conn: &mut SqliteConnection,
     batch: &[(WriteOp, oneshot::Sender<Result<u64>>)],
