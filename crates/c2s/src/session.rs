@@ -531,13 +531,7 @@ impl Session {
             .collect();
         self.rx.close();
         while let Ok(item) = self.rx.try_recv() {
-            match item {
-                Outbound::Stanza(el) => pending.push(*el),
-                Outbound::Shared(items) => {
-                    pending.extend(items.iter().map(|s| s.to_element(&self.out.jid)))
-                }
-                Outbound::Close(_) => {}
-            }
+            pending.extend(item.into_elements(&self.out.jid));
         }
         if !pending.is_empty() {
             info!(jid = %jid, count = pending.len(), "redelivering stanzas the client did not acknowledge");

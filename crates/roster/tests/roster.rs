@@ -87,15 +87,10 @@ impl Client {
     fn drain(&mut self) -> Vec<Element> {
         let mut out = Vec::new();
         while let Ok(item) = self.rx.try_recv() {
-            match item {
-                Outbound::Stanza(el) => out.push(*el),
-                Outbound::Shared(items) => out.extend(
-                    items
-                        .iter()
-                        .map(|s| s.to_element(self.handle.jid().as_str())),
-                ),
-                Outbound::Close(_) => break,
+            if matches!(item, Outbound::Close(_)) {
+                break;
             }
+            out.extend(item.into_elements(self.handle.jid().as_str()));
         }
         out
     }

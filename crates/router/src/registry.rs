@@ -30,6 +30,18 @@ pub enum Outbound {
     Close(Box<StreamError>),
 }
 
+impl Outbound {
+    /// The stanzas of this item as the session with full JID `jid` would write them (shared
+    /// ones with `jid` as their `to`); a close carries none.
+    pub fn into_elements(self, jid: &str) -> Vec<Element> {
+        match self {
+            Outbound::Stanza(el) => vec![*el],
+            Outbound::Shared(items) => items.iter().map(|s| s.to_element(jid)).collect(),
+            Outbound::Close(_) => Vec::new(),
+        }
+    }
+}
+
 /// A stanza serialized once and shared by every session it goes to. It carries no `to`: each
 /// session writes its own full JID into the bytes, so the recipients of a room message share
 /// one allocation and one serialization.

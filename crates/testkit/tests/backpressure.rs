@@ -15,23 +15,36 @@ fn message(to: &str, kind: &str, i: usize, body: &str) -> String {
     format!("<message to='{to}' type='{kind}' id='m{i}'><body>{body}</body></message>")
 }
 
-#[tokio::test]
-async fn a_slow_reader_holds_the_sender_back_and_gets_every_message_live() {
+/// A server with a 16-stanza session queue, no byte-rate limit and the given c2s settings;
+/// alice logged in, bob logged in and available.
+async fn setup(
+    queue_wait_ms: u64,
+    write_timeout_secs: Option<u64>,
+) -> (TestServer, RawClient, RawClient) {
     let s = TestServer::start_with(|c| {
         c.c2s.queue_size = 16;
-        c.c2s.queue_wait_ms = 60_000;
+        c.c2s.queue_wait_ms = queue_wait_ms;
+        if let Some(t) = write_timeout_secs {
+            c.c2s.write_timeout_secs = t;
+        }
         c.c2s.max_bytes_per_second = 1 << 30;
     })
     .await
     .unwrap();
     s.add_user("alice", "pw").await.unwrap();
     s.add_user("bob", "pw").await.unwrap();
-    let mut a = RawClient::login(&s, "alice", "pw", "a").await.unwrap();
+    let a = RawClient::login(&s, "alice", "pw", "a").await.unwrap();
     let mut b = RawClient::login(&s, "bob", "pw", "b").await.unwrap();
     b.send_str("<presence/>").await.unwrap();
     b.expect("own presence", |e| e.name() == "presence")
         .await
         .unwrap();
+    (s, a, b)
+}
+
+#[tokio::test]
+async fn a_slow_reader_holds_the_sender_back_and_gets_every_message_live() {
+    let (s, mut a, mut b) = setup(60_000, None).await;
 
     // Bob does not read while Alice sends ~30 MB: his socket buffers fill, then his queue.
     let body = "x".repeat(BODY);
@@ -80,22 +93,7 @@ async fn a_slow_reader_holds_the_sender_back_and_gets_every_message_live() {
 
 #[tokio::test]
 async fn a_client_that_stops_reading_is_disconnected_after_the_write_timeout() {
-    let s = TestServer::start_with(|c| {
-        c.c2s.queue_size = 16;
-        c.c2s.queue_wait_ms = 50;
-        c.c2s.write_timeout_secs = 1;
-        c.c2s.max_bytes_per_second = 1 << 30;
-    })
-    .await
-    .unwrap();
-    s.add_user("alice", "pw").await.unwrap();
-    s.add_user("bob", "pw").await.unwrap();
-    let mut a = RawClient::login(&s, "alice", "pw", "a").await.unwrap();
-    let mut b = RawClient::login(&s, "bob", "pw", "b").await.unwrap();
-    b.send_str("<presence/>").await.unwrap();
-    b.expect("own presence", |e| e.name() == "presence")
-        .await
-        .unwrap();
+    let (_s, mut a, mut b) = setup(50, Some(1)).await;
 
     // Headlines: once Bob's session is gone they are dropped (RFC 6121 §8.5.2.1.1), so
     // Alice gets no bounces she would have to read.

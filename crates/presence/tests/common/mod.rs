@@ -98,16 +98,7 @@ impl Client {
     pub fn drain(&mut self) -> Vec<Element> {
         let mut out = Vec::new();
         while let Ok(item) = self.rx.try_recv() {
-            match item {
-                Outbound::Stanza(el) => out.push(*el),
-                // A broadcast shared by many sessions: this one would write its JID as `to`.
-                Outbound::Shared(items) => out.extend(
-                    items
-                        .iter()
-                        .map(|s| s.to_element(self.handle.jid().as_str())),
-                ),
-                Outbound::Close(_) => {}
-            }
+            out.extend(item.into_elements(self.handle.jid().as_str()));
         }
         out
     }
