@@ -115,8 +115,23 @@ fn init_logging(level: &str) {
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// mimalloc's `mi_option_purge_delay`: in mimalloc.h (v2 and v3) the option just before
+/// `mi_option_use_numa_nodes`, which libmimalloc-sys exports; it exports no name for this one.
+const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t =
+    libmimalloc_sys::mi_option_use_numa_nodes - 1;
+
+/// Returns freed memory to the OS at once instead of after mimalloc's default 10 ms: with the
+/// delay, a 50 MiB HTTP upload (streamed to disk) raised the peak RSS by 21–24 MiB instead of
+/// 2.5 (conformance/python/test_file_transfer.py), the churn of its chunks kept alive.
+fn purge_freed_memory_at_once() {
+    // SAFETY: the one reviewed `unsafe` of the binary. A foreign call without pointers that sets
+    // a documented mimalloc option, which mimalloc allows at any time and from any thread.
+    unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, 0) };
+}
+
 #[tokio::main]
 async fn main() -> Result<()> {
+    purge_freed_memory_at_once();
     let cli = Cli::parse();
     let (config, source) = load_config(cli.config)?;
     init_logging(&config.server.log_level);
