@@ -8,21 +8,10 @@ use tokio::sync::mpsc;
 use tern_router::{
     FullJid, Jid, Kind, LocalRegistry, Origin, Outbound, Router, SessionHandle, Stanza,
 };
-use tern_storage::{AccountRecord, ScramCredentials, Storage};
+mod common;
 
-fn record() -> AccountRecord {
-    let c = ScramCredentials {
-        salt: vec![1],
-        iterations: 4096,
-        stored_key: vec![0; 20],
-        server_key: vec![0; 20],
-    };
-    AccountRecord {
-        scram_sha1: c.clone(),
-        scram_sha256: c,
-        created: 0,
-    }
-}
+use common::record;
+use tern_storage::Storage;
 
 async fn router() -> Arc<Router> {
     let storage = Storage::memory();

@@ -11,21 +11,10 @@ use tern_router::{
     Ctx, Event, Flow, FullJid, Hooks, Jid, LocalRegistry, Module, Outbound, Router, SessionHandle,
     SharedStanza, Stanza, Target,
 };
-use tern_storage::{AccountRecord, ScramCredentials, Storage};
+mod common;
 
-fn record() -> AccountRecord {
-    let c = ScramCredentials {
-        salt: vec![1],
-        iterations: 4096,
-        stored_key: vec![0; 20],
-        server_key: vec![0; 20],
-    };
-    AccountRecord {
-        scram_sha1: c.clone(),
-        scram_sha256: c,
-        created: 0,
-    }
-}
+use common::record;
+use tern_storage::Storage;
 
 /// Tags presence to carol (a per-recipient rewrite) and swallows presence to dave.
 struct Rewriter;
